@@ -1,0 +1,5 @@
+"""vLLM platform plugin for the simulated GPU (placeholder until the simulator lands)."""
+
+
+def activate():
+    return None
