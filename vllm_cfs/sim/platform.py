@@ -1,5 +1,108 @@
-"""vLLM platform plugin for the simulated GPU (placeholder until the simulator lands)."""
+"""vLLM platform plugin for the simulated GPU.
+
+Active only when ``VLLM_CFS_SIM_GPU`` names a GPU profile (a shipped name or a profile JSON
+path); otherwise ``activate`` returns None and vLLM picks the real hardware as usual. When
+active, vLLM's V0 engine, scheduler and OpenAI server run unchanged and the GPU's work is done
+by :class:`vllm_cfs.sim.executor.SimulatedExecutor`, in one process whatever the TP size.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Optional
+
+import torch
+from vllm.logger import init_logger
+from vllm.platforms.interface import Platform, PlatformEnum
+
+from vllm_cfs.sim.profile import PROFILE_ENV, ProfileError, load_profile
+
+if TYPE_CHECKING:
+    from vllm.config import VllmConfig
+
+# Under "vllm." so that vLLM's log handler (and so the server log) carries our lines.
+logger = init_logger(f"vllm.{__name__}")
+
+# The modeled node's host memory (a DGX A100 has 1 TiB). vLLM refuses a swap space above 70% of
+# host memory; the simulated CPU cache allocates nothing, so this host's RAM is not the limit.
+SIMULATED_HOST_MEMORY_BYTES = 1024**4
 
 
-def activate():
-    return None
+def activate() -> Optional[str]:
+    name = os.environ.get(PROFILE_ENV)
+    if not name:
+        return None
+    try:
+        load_profile(name)
+    except ProfileError as exc:
+        # vLLM swallows exceptions from platform plugins and would quietly run without a GPU;
+        # SystemExit is not an Exception, so the user sees this one line instead.
+        raise SystemExit(f"error: {exc}") from None
+    return f"{__name__}.SimulatedGPUPlatform"
+
+
+def _simulated_host_memory() -> int:
+    import psutil
+
+    return max(psutil.virtual_memory().total, SIMULATED_HOST_MEMORY_BYTES)
+
+
+class SimulatedGPUPlatform(Platform):
+    _enum = PlatformEnum.OOT
+    # Tensors vLLM itself creates (e.g. sampling metadata) live on this host's CPU.
+    device_type = "cpu"
+    dispatch_key = "CPU"
+    profile_name = os.environ.get(PROFILE_ENV, "")
+    device_name = f"cuda (simulated {profile_name})"
+
+    def __init__(self) -> None:
+        # The one patch: vLLM has no hook for host memory, and checks the swap space against it
+        # while building its config (vllm.config binds vllm.utils.get_cpu_memory at import).
+        import vllm.utils
+
+        vllm.utils.get_cpu_memory = _simulated_host_memory
+        if "vllm.config" in sys.modules and hasattr(sys.modules["vllm.config"], "get_cpu_memory"):
+            sys.modules["vllm.config"].get_cpu_memory = _simulated_host_memory
+
+    @classmethod
+    def get_device_name(cls, device_id: int = 0) -> str:
+        return cls.device_name
+
+    @classmethod
+    def get_device_total_memory(cls, device_id: int = 0) -> int:
+        return load_profile(cls.profile_name).memory_bytes
+
+    @classmethod
+    def is_async_output_supported(cls, enforce_eager: Optional[bool]) -> bool:
+        return False
+
+    @classmethod
+    def inference_mode(cls):
+        return torch.no_grad()
+
+    @classmethod
+    def is_pin_memory_available(cls) -> bool:
+        return False
+
+    @classmethod
+    def check_and_update_config(cls, vllm_config: "VllmConfig") -> None:
+        import vllm.envs as envs
+
+        from vllm_cfs.sim.executor import SimulatedExecutor
+
+        if envs.VLLM_USE_V1:
+            raise ValueError("the simulated GPU runs vLLM's V0 engine: set VLLM_USE_V1=0")
+        parallel = vllm_config.parallel_config
+        if parallel.pipeline_parallel_size > 1:
+            raise ValueError("the simulated GPU models tensor parallelism only: use --pipeline-parallel-size 1")
+        # TP stays in the config (shards, KV heads per GPU, all-reduces) but runs in this process.
+        parallel.distributed_executor_backend = SimulatedExecutor
+        if vllm_config.model_config is not None:
+            vllm_config.model_config.enforce_eager = True  # no CUDA graphs to capture
+        if vllm_config.cache_config is not None and vllm_config.cache_config.block_size is None:
+            vllm_config.cache_config.block_size = 16
+        logger.info(
+            "The GPU is SIMULATED (vllm-cfs): profile %s, tensor parallel %d; times and memory are modeled",
+            cls.profile_name, parallel.tensor_parallel_size,
+        )

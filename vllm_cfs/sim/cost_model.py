@@ -1,0 +1,182 @@
+"""Time and memory of one engine step on one GPU of a tensor-parallel group.
+
+Units: bytes, seconds, FLOPs, tokens. Every time below is what one GPU of the TP group spends;
+the GPUs of a group work in lockstep, so it is also the group's time. The formulas (see
+docs/simulated-gpu.md) are roofline-style: a step costs the larger of its compute time and its
+memory-traffic time, plus the communication and copies that cannot overlap with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from vllm_cfs.sim.model_spec import ModelSpec
+from vllm_cfs.sim.profile import GPUProfile
+
+# Bytes of one logit: vLLM's sampler works on float32 logits.
+_LOGIT_BYTES = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class PrefillChunk:
+    tokens: int  # prompt tokens computed in this step
+    cached_tokens: int = 0  # tokens of the same sequence whose KV is already in the cache
+
+
+@dataclasses.dataclass(frozen=True)
+class StepWork:
+    """What the scheduler asked one step to do."""
+
+    prefills: tuple[PrefillChunk, ...] = ()
+    decode_contexts: tuple[int, ...] = ()  # per decoding sequence: tokens whose KV is read
+    swap_in_blocks: int = 0
+    swap_out_blocks: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return sum(c.tokens for c in self.prefills) + len(self.decode_contexts)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepCost:
+    """Seconds per part of one step; ``total`` is what the step takes."""
+
+    overhead: float
+    swap_in: float
+    swap_out: float
+    prefill: float
+    decode: float
+    allreduce: float
+
+    @property
+    def total(self) -> float:
+        return self.overhead + self.swap_in + self.swap_out + self.prefill + self.decode + self.allreduce
+
+
+class CostModel:
+    def __init__(self, gpu: GPUProfile, model: ModelSpec, tensor_parallel_size: int, block_size: int = 16):
+        if tensor_parallel_size < 1:
+            raise ValueError("tensor_parallel_size must be >= 1")
+        self.gpu = gpu
+        self.model = model
+        self.tp = tensor_parallel_size
+        self.block_size = block_size
+
+    # --- memory (bytes, per GPU) ---
+
+    @property
+    def weight_bytes_per_gpu(self) -> float:
+        """W = P * dtype_bytes / TP (norms are replicated, but they are ~1e-5 of P)."""
+        return self.model.parameter_count * self.model.dtype_bytes / self.tp
+
+    @property
+    def kv_heads_per_gpu(self) -> int:
+        # vLLM replicates KV heads when there are fewer than GPUs.
+        return max(1, self.model.num_kv_heads // self.tp)
+
+    @property
+    def kv_bytes_per_token_per_gpu(self) -> int:
+        """layers * 2 (K and V) * KV heads per GPU * head_dim * dtype_bytes."""
+        m = self.model
+        return m.num_layers * 2 * self.kv_heads_per_gpu * m.head_dim * m.dtype_bytes
+
+    @property
+    def block_bytes(self) -> int:
+        """One KV block on one GPU: block_size tokens of KV."""
+        return self.block_size * self.kv_bytes_per_token_per_gpu
+
+    def activation_peak_bytes(self, max_num_batched_tokens: int, max_num_seqs: int) -> float:
+        """Peak activation memory of the largest forward pass vLLM profiles at start.
+
+        Layers run one after another, so the peak is one layer's live tensors for N tokens:
+        the residual stream and a normed copy (2 * hidden), the fused QKV output, and the
+        gated MLP's fused gate/up output plus its activation (3 * intermediate / TP); then the
+        float32 logits (computed for one token per sequence) and their softmax copy.
+        """
+        m = self.model
+        n = max_num_batched_tokens
+        qkv = (m.num_attention_heads + 2 * m.num_kv_heads) * m.head_dim / self.tp
+        per_token = 2 * m.hidden_size + qkv + 3 * m.intermediate_size / self.tp
+        logits = 2 * min(n, max_num_seqs) * m.vocab_size / self.tp * _LOGIT_BYTES
+        return n * per_token * m.dtype_bytes + logits
+
+    # --- time (seconds) ---
+
+    def _weights_read_time(self) -> float:
+        return self.weight_bytes_per_gpu / (self.gpu.hbm_bytes_per_s * self.gpu.decode_bandwidth_efficiency)
+
+    def prefill_efficiency(self, tokens: int) -> float:
+        """e(T) = prefill_flops_efficiency * T / (T + half): small prefills use the GPU poorly."""
+        half = self.gpu.prefill_half_efficiency_tokens
+        return self.gpu.prefill_flops_efficiency * tokens / (tokens + half)
+
+    def prefill_flops_per_gpu(self, chunks: Sequence[PrefillChunk]) -> float:
+        """(2 * P * T + attention) / TP, attention = 4 * layers * hidden * sum(T_i * (cached_i + T_i / 2)).
+
+        With nothing cached the attention term is 4 * layers * hidden * T_i^2 / 2 (causal half
+        of QK^T and of AV, 2 FLOPs per multiply-add each).
+        """
+        m = self.model
+        tokens = sum(c.tokens for c in chunks)
+        attention = 4 * m.num_layers * m.hidden_size * sum(c.tokens * (c.cached_tokens + c.tokens / 2) for c in chunks)
+        return (2 * m.parameter_count * tokens + attention) / self.tp
+
+    def prefill_time(self, chunks: Sequence[PrefillChunk]) -> float:
+        """max(FLOPs / (peak * e(T)), W / (hbm * decode_bandwidth_efficiency)): a prefill reads all weights too."""
+        tokens = sum(c.tokens for c in chunks)
+        if tokens == 0:
+            return 0.0
+        compute = self.prefill_flops_per_gpu(chunks) / (self.gpu.peak_flops * self.prefill_efficiency(tokens))
+        return max(compute, self._weights_read_time())
+
+    def decode_time(self, contexts: Sequence[int]) -> float:
+        """max((W + kv_bytes_per_token_per_gpu * sum c_i) / (hbm * eff), 2 * P * B / TP / (peak * eff))."""
+        if not contexts:
+            return 0.0
+        gpu = self.gpu
+        read = self.weight_bytes_per_gpu + self.kv_bytes_per_token_per_gpu * sum(contexts)
+        memory = read / (gpu.hbm_bytes_per_s * gpu.decode_bandwidth_efficiency)
+        compute = 2 * self.model.parameter_count * len(contexts) / self.tp / (gpu.peak_flops * gpu.decode_flops_efficiency)
+        return max(memory, compute)
+
+    def allreduce_time(self, tokens: int) -> float:
+        """2 ring all-reduces per layer of tokens * hidden * dtype_bytes each.
+
+        One ring all-reduce: latency + 2 * (TP - 1) / TP * bytes / (link * efficiency).
+        """
+        if self.tp == 1 or tokens == 0:
+            return 0.0
+        gpu, m = self.gpu, self.model
+        size = tokens * m.hidden_size * m.dtype_bytes
+        one = gpu.allreduce_latency_s + 2 * (self.tp - 1) / self.tp * size / (
+            gpu.gpu_link_bytes_per_s * gpu.allreduce_bandwidth_efficiency
+        )
+        return 2 * m.num_layers * one
+
+    def swap_time(self, blocks: int) -> float:
+        """n * layers * 2 copies (vLLM 0.9 issues one per block per layer for K and for V), each with a
+        fixed overhead, plus n * block_bytes over the host link."""
+        if blocks == 0:
+            return 0.0
+        gpu = self.gpu
+        copies = blocks * self.model.num_layers * 2
+        return copies * gpu.swap_copy_overhead_s + blocks * self.block_bytes / (
+            gpu.host_link_bytes_per_s * gpu.swap_bandwidth_efficiency
+        )
+
+    def step_cost(self, work: StepWork) -> StepCost:
+        """overhead + swap in + swap out + prefill + decode + all-reduces.
+
+        Swaps sit on the compute stream before the forward pass in vLLM 0.9, so they add up
+        rather than overlap. V0 without chunked prefill never mixes prefill and decode in one
+        step; when chunked prefill does, the two parts are added (a conservative estimate).
+        """
+        return StepCost(
+            overhead=self.gpu.step_overhead_s,
+            swap_in=self.swap_time(work.swap_in_blocks),
+            swap_out=self.swap_time(work.swap_out_blocks),
+            prefill=self.prefill_time(work.prefills),
+            decode=self.decode_time(work.decode_contexts),
+            allreduce=self.allreduce_time(work.tokens),
+        )
