@@ -6,11 +6,16 @@ swapped requests with a smaller vruntime take GPU KV blocks from the running req
 largest one. Those victims are swapped out to CPU memory (``--preemption-mode swap``) and come
 back by swap-in, smallest vruntime first. All other steps are vLLM's own default step.
 
-Swapped victims vs new prefills. Upstream's default step admits no prefill while anything is
-swapped, so after the first CFS step every new arrival would wait for the next CFS step, or for
-every victim to come back. We measured that hold-back (``benchmarks/cfs_admission.py``) and chose
-to let new arrivals prefill in non-CFS steps whenever the swapped queue is the only thing holding
-them back: a new arrival has generated nothing, so it is the fairest request in the system.
+Two choices, both measured with ``benchmarks/cfs_admission.py`` (see docs/scheduler.md):
+
+* Swapped victims vs new prefills. Upstream's default step admits no prefill while anything is
+  swapped, so after the first CFS step a new arrival would wait for the next CFS step even when
+  its blocks are free. Here a new arrival may prefill in any step while victims are swapped: it
+  has generated nothing, so it is the fairest request in the system.
+* Minimum granularity (``CFS_MIN_GRANULARITY`` tokens, default: the interval). As in Linux's
+  CFS, a running request yields to a *swapped* one only when it is ahead by at least this many
+  tokens; otherwise two groups of requests would trade the GPU at every CFS step and most of
+  the KV cache would cross the host link each time. New arrivals are not subject to it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 CFS_INTERVAL_ENV = "CFS_INTERVAL"
 DEFAULT_CFS_INTERVAL = 10
+MIN_GRANULARITY_ENV = "CFS_MIN_GRANULARITY"
 # Same cadence as vLLM's own V0 stats line, so the two read side by side in the server log.
 STATS_LOG_PERIOD_S = 5.0
 
@@ -48,19 +54,27 @@ class CFSConfigError(ValueError):
     """A configuration the CFS scheduler refuses; the message is one line meant for the user."""
 
 
-def read_cfs_interval(environ: Mapping[str, str] = os.environ) -> int:
-    raw = environ.get(CFS_INTERVAL_ENV)
+def _read_count(environ: Mapping[str, str], name: str, default: int, meaning: str) -> int:
+    raw = environ.get(name)
     if raw is None or raw.strip() == "":
-        return DEFAULT_CFS_INTERVAL
+        return default
     try:
-        interval = int(raw.strip())
+        value = int(raw.strip())
     except ValueError:
-        interval = -1
-    if interval < 0:
-        raise CFSConfigError(
-            f"{CFS_INTERVAL_ENV}={raw!r} is invalid: expected a whole number >= 0 "
-            "(a CFS step every N scheduling steps; 0 = vLLM's default FCFS)")
-    return interval
+        value = -1
+    if value < 0:
+        raise CFSConfigError(f"{name}={raw!r} is invalid: expected a whole number >= 0 ({meaning})")
+    return value
+
+
+def read_cfs_interval(environ: Mapping[str, str] = os.environ) -> int:
+    return _read_count(environ, CFS_INTERVAL_ENV, DEFAULT_CFS_INTERVAL,
+                       "a CFS step every N scheduling steps; 0 = vLLM's default FCFS")
+
+
+def read_min_granularity(interval: int, environ: Mapping[str, str] = os.environ) -> int:
+    return _read_count(environ, MIN_GRANULARITY_ENV, interval,
+                       "tokens a running request must be ahead of a swapped one to yield to it")
 
 
 def vruntime(seq_group: SequenceGroup) -> int:
@@ -95,14 +109,18 @@ class CFSScheduler(Scheduler):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.cfs_interval = read_cfs_interval()
+        self.min_granularity = read_min_granularity(self.cfs_interval)
         if self.cfs_interval > 0:
             self._refuse_unsupported_features()
         self.cfs_stats = CFSStats()
         self._steps = 0
         self._stats_logged = CFSStats()
         self._stats_logged_at = time.monotonic()
-        logger.info("CFS scheduler: a CFS step every %d scheduling steps%s",
-                    self.cfs_interval, " (0: vLLM's default FCFS only)" if self.cfs_interval == 0 else "")
+        if self.cfs_interval == 0:
+            logger.info("CFS scheduler: CFS_INTERVAL=0, vLLM's default FCFS only")
+        else:
+            logger.info("CFS scheduler: a CFS step every %d scheduling steps, minimum "
+                        "granularity %d tokens", self.cfs_interval, self.min_granularity)
 
     def _refuse_unsupported_features(self) -> None:
         config = self.scheduler_config
@@ -215,26 +233,36 @@ class CFSScheduler(Scheduler):
         """Evicts the largest-vruntime running requests while a fairer request needs their room.
 
         Contenders (waiting and swapped requests) are visited smallest vruntime first. Each one
-        claims free GPU blocks and a sequence slot; when they do not suffice, running requests
-        whose key is strictly larger than the contender's are chosen as victims, largest first.
-        A contender that cannot fit even then ends the search, and its tentative victims stay.
+        claims free GPU blocks and a sequence slot (a waiting one also this step's prefill token
+        budget, so that no request is evicted for a prefill that could not run now); when they do
+        not suffice, running requests whose key is strictly larger than the contender's are
+        chosen as victims, largest first. A contender that cannot fit even then ends the search,
+        and its tentative victims stay.
         """
         by_key = sorted(self.running, key=cfs_key)
         free_blocks = self.block_manager.get_num_free_gpu_blocks()
         watermark = self.block_manager.watermark_blocks
         usable_blocks = self.block_manager.num_total_gpu_blocks - watermark
         free_seqs = self.scheduler_config.max_num_seqs - budget.num_curr_seqs
+        free_prefill_tokens = budget.remaining_token_budget()
         victims: List[SequenceGroup] = []
 
         for contender in sorted(itertools.chain(self.waiting, self.swapped), key=cfs_key):
             blocks = self._gpu_blocks_to_admit(contender)
             if blocks > usable_blocks:
                 continue  # can never fit; upstream's admission rejects it
+            if contender.is_prefill():
+                prompt_tokens = contender.first_seq.get_len()
+                if prompt_tokens > self._get_prompt_limit(contender):
+                    continue  # upstream's admission rejects it
+                if prompt_tokens > free_prefill_tokens:
+                    break
+                free_prefill_tokens -= prompt_tokens
             seqs = contender.get_max_num_running_seqs()
             key = cfs_key(contender)
             tentative: List[SequenceGroup] = []
             while ((free_blocks - blocks < watermark or free_seqs < seqs)
-                   and by_key and cfs_key(by_key[-1]) > key):
+                   and by_key and self._should_yield(by_key[-1], contender, key)):
                 victim = by_key.pop()
                 tentative.append(victim)
                 free_blocks += self._gpu_blocks_held(victim)
@@ -263,6 +291,15 @@ class CFSScheduler(Scheduler):
             self.waiting = deque(sorted(self.waiting, key=cfs_key))
 
     # ------------------------------------------------------------------ helpers
+
+    def _should_yield(self, running: SequenceGroup, contender: SequenceGroup, contender_key) -> bool:
+        """A running request yields to a contender that ranks before it by a whole time slice."""
+        running_key = cfs_key(running)
+        if running_key <= contender_key:
+            return False
+        if contender.is_prefill() or running_key[0] != contender_key[0]:
+            return True
+        return running_key[1] - contender_key[1] >= self.min_granularity
 
     def _would_swap(self, seq_group: SequenceGroup) -> bool:
         mode = self.user_specified_preemption_mode

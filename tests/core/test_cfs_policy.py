@@ -205,3 +205,40 @@ def test_chunked_prefill_and_multi_step_are_refused(monkeypatch):
     # With CFS off, the scheduler is upstream's and accepts what upstream accepts.
     monkeypatch.setenv("CFS_INTERVAL", "0")
     assert CFSScheduler(chunked, cache, None).cfs_interval == 0
+
+
+def test_bad_min_granularity_is_refused(cfs_scheduler, monkeypatch):
+    from vllm_cfs.scheduler import CFSConfigError
+
+    monkeypatch.setenv("CFS_MIN_GRANULARITY", "many")
+    with pytest.raises(CFSConfigError, match="CFS_MIN_GRANULARITY='many'"):
+        cfs_scheduler(10, Pools(num_gpu_blocks=8, num_cpu_blocks=8))
+
+
+@pytest.mark.parametrize("granularity", [0, 30])
+def test_swapped_request_waits_for_a_whole_time_slice(cfs_scheduler, monkeypatch, granularity):
+    """Two requests share a GPU that holds one: they trade it only when one is ahead enough."""
+    monkeypatch.setenv("CFS_MIN_GRANULARITY", str(granularity))
+    pools = Pools(num_gpu_blocks=16, num_cpu_blocks=64)
+    trace = [TraceRequest("a", 0, prompt_len=150, max_tokens=60),
+             TraceRequest("b", 1, prompt_len=150, max_tokens=60)]
+    driver = TraceDriver(cfs_scheduler(5, pools), trace)
+    leads = []
+    while not driver.done:
+        before = {rid: vruntime(g) for rid, g in driver.groups.items()}
+        running_before = {g.request_id for g in driver.scheduler.running}
+        outputs = driver.run_step()
+        if outputs.blocks_to_swap_out:
+            (victim,) = [g.request_id for g in driver.scheduler.swapped
+                         if g.request_id in running_before]
+            (other,) = set(before) - {victim}
+            leads.append(before[victim] - before[other])
+    assert leads, "the two requests should have traded the GPU"
+    # The first trade is for b's prefill (no granularity for new arrivals); later ones wait.
+    assert all(lead >= granularity for lead in leads[1:])
+    if granularity == 0:
+        assert len(leads) > 120 // 5 // 2
+    else:
+        assert len(leads) <= 120 // granularity + 1
+    assert {o.output_tokens for o in driver.outcomes.values()} == {60}
+    assert_no_leak(driver.scheduler, pools)

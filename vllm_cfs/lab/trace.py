@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence as Seq, Type
 
@@ -92,6 +93,8 @@ class TraceDriver:
     step: int = 0
     outcomes: Dict[str, RequestOutcome] = field(default_factory=dict)
     groups: Dict[str, SequenceGroup] = field(default_factory=dict)
+    # Process CPU time of the last schedule() call, for the scheduler benchmark.
+    last_schedule_cpu_ns: int = 0
 
     def __post_init__(self) -> None:
         self._pending = sorted(self.trace, key=lambda r: (r.arrival_step, r.request_id))
@@ -105,7 +108,9 @@ class TraceDriver:
         """Admit this step's arrivals, schedule once, and emit one token per scheduled sequence."""
         while self._pending and self._pending[0].arrival_step <= self.step:
             self._arrive(self._pending.pop(0))
+        started = time.process_time_ns()
         _, outputs, _ = self.scheduler.schedule()
+        self.last_schedule_cpu_ns = time.process_time_ns() - started
         for scheduled in outputs.scheduled_seq_groups:
             self._emit_token(scheduled.seq_group, scheduled.token_chunk_size)
         for group in outputs.ignored_seq_groups:
