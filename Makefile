@@ -23,7 +23,7 @@ test: venv
 	$(VENV)/bin/pytest -q
 
 hw2: venv
-	$(PY) -m vllm_cfs.lab.demo
+	$(PY) benchmarks/cfs_admission.py --seeds 2
 
 bench: venv
 	$(PY) benchmarks/benchmark_scheduler.py
