@@ -969,7 +969,7 @@ def _grid_pick(loss: np.ndarray, grids: list[np.ndarray], base: list[float]) -> 
     """Arg-min of loss over the grids; among equally good cells, the one nearest the base values
     (relative distance), so that a factor the data cannot see keeps its base value."""
     best = loss.min()
-    ties = np.argwhere(loss <= best + 1e-9 * max(best, 1e-12))
+    ties = np.argwhere(loss <= best * (1 + 1e-9) + 1e-15)
     dist = sum(((np.asarray([g[i] for i in ties[:, k]]) - b) / max(abs(b), 1e-12)) ** 2
                for k, (g, b) in enumerate(zip(grids, base)))
     cell = ties[int(np.argmin(dist))]
@@ -1039,13 +1039,14 @@ def fit_swap(points: list[dict], host_link: float, call_layers: int | None = Non
     if call_layers is not None:
         columns.append(np.full_like(t, 2 * call_layers))
     x = _relative_nnls(np.stack(columns, 1), t)
-    if x[1] * host_link < 1.0:
+    efficiency = 1.0 / (x[1] * host_link) if x[1] > 0 else math.inf
+    if efficiency > 1.0:
         # faster than the measured link: an efficiency is a fraction, so pin it at 1 and let the
         # other terms take the rest
-        x[1] = 1.0 / host_link
+        efficiency, x[1] = 1.0, 1.0 / host_link
         others = [i for i in range(len(columns)) if i != 1]
         x[others] = _relative_nnls(np.stack([columns[i] for i in others], 1), t, fixed=nbytes * x[1])
-    fitted = {"swap_copy_overhead_s": float(x[0]), "swap_bandwidth_efficiency": float(1.0 / (x[1] * host_link))}
+    fitted = {"swap_copy_overhead_s": float(x[0]), "swap_bandwidth_efficiency": float(efficiency)}
     if call_layers is not None:
         fitted["swap_call_overhead_s"] = float(x[2])
     return fitted
