@@ -43,8 +43,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import ctypes
-import itertools
 import datetime
+import itertools
 import json
 import math
 import os
@@ -55,9 +55,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -364,8 +366,6 @@ class Decoder:
 
     def attention_backends(self):
         """On a GPU, forbid SDPA's unfused math fallback, so a slow path cannot creep in unseen."""
-        from contextlib import nullcontext
-
         if self.device.type != "cuda":
             return nullcontext()
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -776,13 +776,13 @@ def measure_ceilings(torch, device, clock: Clock, quick: bool) -> dict:
     n = 8192 if device.type == "cuda" else 256
     a = torch.randn(n, n, dtype=torch.bfloat16, device=device)
     b = torch.randn(n, n, dtype=torch.bfloat16, device=device)
-    t = clock.time(lambda: a @ b, 3, 10)
+    t = clock.time(partial(torch.matmul, a, b), 3, 10)
     out["gemm_bf16"] = {"m_n_k": n, "seconds": t.seconds, "flops_per_s": 2 * n**3 / t.seconds}
     del a, b
     elems = (2 * 1024**3 if device.type == "cuda" else 2**22) // 2
     src = torch.empty(elems, dtype=torch.bfloat16, device=device).normal_()
     dst = torch.empty_like(src)
-    t = clock.time(lambda: dst.copy_(src), 3, 10)
+    t = clock.time(partial(dst.copy_, src), 3, 10)
     out["device_copy"] = {"bytes": 2 * elems, "seconds": t.seconds,
                           "bytes_per_s_read_plus_write": 2 * 2 * elems / t.seconds}
     del src, dst
@@ -790,8 +790,8 @@ def measure_ceilings(torch, device, clock: Clock, quick: bool) -> dict:
         elems = 512 * 1024**2 // 2
         dev = torch.empty(elems, dtype=torch.bfloat16, device=device).normal_()
         host = torch.empty(elems, dtype=torch.bfloat16, pin_memory=True)
-        for name, fn in (("host_to_device", lambda: dev.copy_(host, non_blocking=True)),
-                         ("device_to_host", lambda: host.copy_(dev, non_blocking=True))):
+        for name, fn in (("host_to_device", partial(dev.copy_, host, non_blocking=True)),
+                         ("device_to_host", partial(host.copy_, dev, non_blocking=True))):
             t = clock.time(fn, 2, 3 if quick else 7)
             out[name] = {"bytes": 2 * elems, "seconds": t.seconds, "bytes_per_s": 2 * elems / t.seconds}
         del dev, host
@@ -805,7 +805,7 @@ def measure_prefill(torch, model: Decoder, clock: Clock, plan: SweepPlan) -> lis
         for seq_lens in plan.prefill:
             tokens = torch.randint(model.shape.vocab, (len(seq_lens), seq_lens[0]), device=model.device)
             big = sum(seq_lens) >= 4096
-            t = clock.time(lambda: model.prefill(tokens), 1, 3 if big else plan.reps)
+            t = clock.time(partial(model.prefill, tokens), 1, 3 if big else plan.reps)
             points.append({"seq_lens": list(seq_lens), "tokens": sum(seq_lens), **t.as_dict()})
             progress.step(f"{len(seq_lens)} x {seq_lens[0]} tokens: {t.seconds * 1e3:9.2f} ms")
     return points
@@ -842,11 +842,12 @@ def measure_decode(torch, model: Decoder, clock: Clock, plan: SweepPlan) -> tupl
                 progress.step(f"B={batch} ctx={context}: skipped (KV {need / 1024**3:.1f} GiB does not fit)")
                 continue
             state = model.new_decode_batch(batch, context)
-            eager = clock.time(lambda: model.decode_step(state), 2, plan.reps)
+            step = partial(model.decode_step, state)
+            eager = clock.time(step, 2, plan.reps)
             point = {"batch": batch, "context": context, "eager_seconds": eager.seconds,
                      "eager_samples": eager.samples}
             if cuda:
-                graph = capture_graph(torch, lambda: model.decode_step(state))
+                graph = capture_graph(torch, step)
                 t = clock.time(graph.replay, 3, max(plan.reps, 10))
                 point.update(t.as_dict(), cuda_graph=True)
                 del graph
@@ -855,7 +856,7 @@ def measure_decode(torch, model: Decoder, clock: Clock, plan: SweepPlan) -> tupl
             points.append(point)
             progress.step(f"B={batch} ctx={context}: {point['seconds'] * 1e3:8.3f} ms"
                           f" (eager {eager.seconds * 1e3:8.3f} ms)")
-            del state
+            del state, step   # frees the KV cache before the next point allocates its own
     return points, skipped
 
 
@@ -870,7 +871,7 @@ def measure_swap(torch, device, shape: ModelShape, clock: Clock, plan: SweepPlan
     total = sum(len(paths if size == shape.copy_bytes else ["per_block"]) * len(blocks) * 2
                 for size, blocks in rigs)
     progress = Progress("swap", total)
-    ctx = torch.cuda.stream(stream) if cuda else _nullcontext()
+    ctx = torch.cuda.stream(stream) if cuda else nullcontext()
     with ctx:
         for copy_bytes, blocks in rigs:
             max_n = max(blocks)
@@ -891,7 +892,7 @@ def measure_swap(torch, device, shape: ModelShape, clock: Clock, plan: SweepPlan
                 for n in blocks:
                     pick = rig.pick(n)
                     for to_host in (True, False):
-                        t = clock.time(lambda: getattr(rig, path)(pick, to_host), plan.warmup, plan.reps)
+                        t = clock.time(partial(getattr(rig, path), pick, to_host), plan.warmup, plan.reps)
                         copies = n * shape.layers * 2
                         result["points"].append({
                             "path": path, "direction": "out" if to_host else "in", "blocks": n,
@@ -903,12 +904,6 @@ def measure_swap(torch, device, shape: ModelShape, clock: Clock, plan: SweepPlan
             if cuda:
                 torch.cuda.empty_cache()
     return result
-
-
-def _nullcontext():
-    from contextlib import nullcontext
-
-    return nullcontext()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1342,7 +1337,7 @@ def measure(args, torch, out: Path) -> dict:
     family("ceilings", run_ceilings)
     family("prefill", run_prefill)
     family("decode", run_decode)
-    del model
+    model = None   # frees the weights before the swap pools take their memory
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
