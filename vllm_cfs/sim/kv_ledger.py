@@ -47,15 +47,18 @@ class KVLedger:
         for cpu_block, gpu_block in mapping:
             self._check_index(self.cpu, cpu_block, "CPU", "swap in from")
             self._check_index(self.gpu, gpu_block, "GPU", "swap in to")
-            if gpu_block in readers and self.gpu[gpu_block] is not None:
-                seq = readers[gpu_block]
-                raise KVCacheViolation(
-                    f"swap-in from CPU block {cpu_block} into GPU block {gpu_block}, which still holds the live KV "
-                    f"of request {seq.request_id} seq {seq.seq_id} (scheduled in this same step)"
-                )
-            if self.cpu[cpu_block] is None:
+            incoming = self.cpu[cpu_block]
+            if incoming is None:
                 raise KVCacheViolation(f"swap-in from CPU block {cpu_block}, which holds no KV cache")
-            self.gpu[gpu_block] = self.cpu[cpu_block]
+            if gpu_block in readers:
+                seq, index = readers[gpu_block]
+                held = self.gpu[gpu_block]
+                if held != incoming and self._holds(seq, index, held):
+                    raise KVCacheViolation(
+                        f"swap-in from CPU block {cpu_block} into GPU block {gpu_block}, which still holds the live KV "
+                        f"of request {seq.request_id} seq {seq.seq_id} (its block {index}, scheduled in this same step)"
+                    )
+            self.gpu[gpu_block] = incoming
             self.cpu[cpu_block] = None
 
     def swap_out(self, mapping: Iterable[tuple[int, int]]) -> None:
@@ -112,15 +115,12 @@ class KVLedger:
         for i in range(needed_blocks):
             block = seq.block_table[i]
             self._check_index(self.gpu, block, "GPU", f"request {seq.request_id} seq {seq.seq_id} reads")
-            end = min((i + 1) * bs, seq.computed)
             held = self.gpu[block]
-            # The block must hold this sequence's tokens up to at least `end`; a block shared through
-            # the prefix cache may hold a full block of the same tokens.
-            if held is None or not end <= held[1] <= len(seq.tokens) or held != self._tag(seq, i, held[1]):
-                what = "no KV cache" if held is None else "another sequence's KV cache"
+            if not self._holds(seq, i, held):
+                what = "no KV cache" if held is None else "different KV (another sequence's, or stale)"
                 raise KVCacheViolation(
                     f"request {seq.request_id} seq {seq.seq_id} reads GPU block {block} (its block {i}, tokens "
-                    f"{i * bs}..{end - 1}) but that block holds {what}: its KV is not on the GPU"
+                    f"{i * bs}..{min((i + 1) * bs, seq.computed) - 1}) but that block holds {what}: its KV is not on the GPU"
                 )
 
     def _write(self, seq: SeqWork) -> None:
@@ -139,11 +139,19 @@ class KVLedger:
             self._check_index(self.gpu, block, "GPU", f"request {seq.request_id} seq {seq.seq_id} writes")
             self.gpu[block] = self._tag(seq, i, min((i + 1) * bs, stop))
 
-    def _gpu_blocks_read_by(self, batch: Sequence[SeqWork]) -> dict[int, SeqWork]:
-        readers: dict[int, SeqWork] = {}
+    def _holds(self, seq: SeqWork, index: int, held: Tag | None) -> bool:
+        """Whether a block tagged `held` has seq's KV for its block `index`, as far as seq has computed.
+
+        A block shared through the prefix cache may hold more of the same tokens than seq computed.
+        """
+        end = min((index + 1) * self.block_size, seq.computed)
+        return held is not None and end <= held[1] <= len(seq.tokens) and held == self._tag(seq, index, held[1])
+
+    def _gpu_blocks_read_by(self, batch: Sequence[SeqWork]) -> dict[int, tuple[SeqWork, int]]:
+        readers: dict[int, tuple[SeqWork, int]] = {}
         for seq in batch:
-            for block in seq.block_table[: -(-seq.computed // self.block_size)]:
-                readers[block] = seq
+            for index, block in enumerate(seq.block_table[: -(-seq.computed // self.block_size)]):
+                readers[block] = (seq, index)
         return readers
 
     @staticmethod

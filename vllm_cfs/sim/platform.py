@@ -50,8 +50,10 @@ def _simulated_host_memory() -> int:
 
 class SimulatedGPUPlatform(Platform):
     _enum = PlatformEnum.OOT
-    # Tensors vLLM itself creates (e.g. sampling metadata) live on this host's CPU.
-    device_type = "cpu"
+    # "cuda", not "cpu": V0 swaps its GPU and CPU KV statistics when the device type is "cpu" (its
+    # CPU worker reports CPU blocks as GPU blocks). torch.device("cuda") needs no GPU, and nothing
+    # here allocates on it: the executor does no tensor work.
+    device_type = "cuda"
     dispatch_key = "CPU"
     profile_name = os.environ.get(PROFILE_ENV, "")
     device_name = f"cuda (simulated {profile_name})"

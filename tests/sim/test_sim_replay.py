@@ -1,0 +1,61 @@
+"""Virtual-time replay through the real V0 engine: deterministic, and a checker of the scheduler."""
+
+import random
+
+import pytest
+from vllm.core.scheduler import Scheduler
+
+from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay, replay_many
+
+
+def burst(n=40, rate=4.0, seed=0):
+    """More KV than the GPU holds, so that schedulers must preempt: ~1.7x the 1282 blocks."""
+    rng = random.Random(seed)
+    return [
+        ReplayRequest(i / rate, tuple(rng.randrange(3, 32000) for _ in range(rng.randint(400, 900))), rng.randint(100, 300))
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def runs():
+    requests = burst()
+    cfs = ReplayConfig(scheduler_cls="vllm_cfs.CFSScheduler", cfs_interval=10)
+    fcfs = ReplayConfig()
+    return requests, replay_many([(requests, cfs), (requests, cfs), (requests, fcfs)])
+
+
+def test_replay_is_deterministic(runs):
+    _, (first, second, _) = runs
+    assert first == second
+
+
+def test_every_request_completes_with_its_tokens(runs):
+    requests, results = runs
+    for result in results:
+        assert [t.output_tokens for t in result.requests] == [r.max_tokens for r in requests]
+        assert [t.prompt_tokens for t in result.requests] == [len(r.prompt_token_ids) for r in requests]
+        for t in result.requests:
+            assert t.arrival_s <= t.first_token_s <= t.finish_s
+
+
+def test_kv_samples_show_the_pressure(runs):
+    _, (cfs, _, fcfs) = runs
+    assert (cfs.gpu_blocks, cfs.cpu_blocks) == (1282, 10922)
+    assert len(cfs.kv_samples) <= cfs.steps
+    assert max(s.gpu_kv_usage for s in fcfs.kv_samples) > 0.9
+    assert max(s.swapped for s in cfs.kv_samples) > 0  # CFS swapped requests out...
+    assert cfs.kv_samples[-1].swapped == 0 and cfs.kv_samples[-1].running == 0  # ...and back in
+
+
+class ForgetfulSwapInScheduler(Scheduler):
+    """A broken scheduler: it brings swapped requests back without copying their KV to the GPU."""
+
+    def _swap_in(self, seq_group, blocks_to_swap_in):
+        super()._swap_in(seq_group, [])
+
+
+def test_checker_catches_a_scheduler_that_forgets_to_swap_in():
+    config = ReplayConfig(scheduler_cls=f"{__name__}.{ForgetfulSwapInScheduler.__name__}")
+    with pytest.raises(Exception, match=r"request \d+ seq \d+ reads GPU block \d+ .* its KV is not on the GPU"):
+        replay(burst(n=30, rate=100.0, seed=1), config)
