@@ -1,0 +1,9 @@
+"""The burst benchmark: a seeded workload, a streaming client, and the results every tool shares.
+
+- ``workload``: prompts, their lengths and arrival times (``datasets`` holds the prompt sources);
+- ``client``: issues the burst against an OpenAI-compatible server and times every token;
+- ``results``: the per-request records and summary, and their JSON file (also the replay's output);
+- ``report``: the readable text report.
+
+Nothing here imports vLLM or torch; a tokenizer (transformers) is loaded only when asked for.
+"""

@@ -1,0 +1,186 @@
+"""The burst client: streams ``/v1/completions`` of any OpenAI-compatible server and times every token.
+
+Requests go out at their issue offsets, in issue order, and run concurrently. Each asks for
+exactly its output length (``ignore_eos``, greedy) and for usage in the stream, so the server
+reports exact token counts. A request that fails (server unreachable, HTTP error, timeout, broken
+stream) becomes a failed record that says why; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+import aiohttp
+from tqdm import tqdm
+
+from vllm_cfs.bench.results import RequestRecord, RunResult, time_per_output_token
+from vllm_cfs.bench.workload import RequestSpec
+
+ERROR_CHARS = 300  # server messages are cut to this length to keep reports readable
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientConfig:
+    base_url: str = "http://127.0.0.1:8000"
+    model: str = "codellama/CodeLlama-34b-hf"
+    timeout_s: float = 600.0  # per request, from sending it to the end of its stream
+    progress: bool = True  # a progress bar on stderr
+
+
+def run_burst(requests: Sequence[RequestSpec], config: ClientConfig, setup: dict[str, Any]) -> RunResult:
+    """Issue the burst against the server and collect the results (blocks until all are done)."""
+    return asyncio.run(run_burst_async(requests, config, setup))
+
+
+async def run_burst_async(requests: Sequence[RequestSpec], config: ClientConfig,
+                          setup: dict[str, Any]) -> RunResult:
+    url = config.base_url.rstrip("/") + "/v1/completions"
+    ordered = sorted(requests, key=lambda spec: spec.index)
+    # No connection cap: a burst must reach the server as issued, not queue inside the client.
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=config.timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        with tqdm(total=len(ordered), desc="requests", unit="req", file=sys.stderr,
+                  disable=not config.progress) as bar:
+            start_time = time.time()
+            origin = time.perf_counter()
+            tasks = []
+            for spec in ordered:
+                delay = origin + spec.issue_offset_s - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(_timed_request(session, url, spec, origin, config, bar)))
+            records = await asyncio.gather(*tasks)
+            duration_s = time.perf_counter() - origin
+    return RunResult.build(setup, start_time, duration_s, records)
+
+
+@dataclasses.dataclass
+class _Stream:
+    """What arrived so far on one request's stream."""
+
+    sent: float
+    first_token: Optional[float] = None
+    last_token: Optional[float] = None
+    itl_s: list[float] = dataclasses.field(default_factory=list)
+    token_chunks: int = 0
+    usage: Optional[dict[str, Any]] = None
+    finished: bool = False  # [DONE] seen
+
+    def on_text(self, now: float) -> None:
+        if self.first_token is None:
+            self.first_token = now
+        else:
+            self.itl_s.append(now - self.last_token)
+        self.last_token = now
+        self.token_chunks += 1
+
+
+async def _timed_request(session: aiohttp.ClientSession, url: str, spec: RequestSpec, origin: float,
+                         config: ClientConfig, bar: tqdm) -> RequestRecord:
+    payload = {
+        "model": config.model,
+        "prompt": spec.prompt,
+        "max_tokens": spec.output_tokens,
+        "temperature": 0.0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    stream = _Stream(sent=time.perf_counter())
+    error = ""
+    try:
+        async with session.post(url, json=payload) as response:
+            if response.status != 200:
+                error = f"HTTP {response.status}: {await _error_message(response)}"
+            else:
+                error = await _read_events(response, stream)
+    except TimeoutError:  # aiohttp's timeouts are TimeoutError subclasses, so this comes first
+        error = f"timed out after {config.timeout_s:g} s ({stream.token_chunks} token chunks received)"
+    except aiohttp.ClientConnectorError as exc:
+        reason = os.strerror(exc.os_error.errno) if exc.os_error.errno else str(exc.os_error)
+        error = f"cannot connect to {config.base_url}: {reason}"
+    except aiohttp.ClientError as exc:
+        error = f"{type(exc).__name__}: {_one_line(str(exc)) or 'connection failed'}"
+    end = time.perf_counter()
+    bar.update(1)
+    return _record(spec, stream, origin, end, error)
+
+
+async def _read_events(response: aiohttp.ClientResponse, stream: _Stream) -> str:
+    """Consume the server-sent events; returns an error message, or "" for a complete stream."""
+    async for raw in response.content:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue  # blank separators, SSE comments and other fields carry no tokens
+        data = line[len(b"data:"):].strip()
+        if data == b"[DONE]":
+            stream.finished = True
+            break
+        now = time.perf_counter()
+        try:
+            event = json.loads(data)
+        except json.JSONDecodeError:
+            return f"malformed stream event: {_one_line(data.decode(errors='replace'))}"
+        if not isinstance(event, dict):
+            return f"malformed stream event: {_one_line(data.decode(errors='replace'))}"
+        if "error" in event:
+            return f"server error in stream: {_message_of(event)}"
+        if any(choice.get("text") for choice in event.get("choices") or []):
+            stream.on_text(now)
+        if event.get("usage"):
+            stream.usage = event["usage"]
+    if not stream.finished:
+        return "stream ended before [DONE]"
+    if stream.first_token is None:
+        return "the server sent no tokens"
+    return ""
+
+
+def _record(spec: RequestSpec, stream: _Stream, origin: float, end: float, error: str) -> RequestRecord:
+    usage = stream.usage or {}
+    output_tokens = int(usage.get("completion_tokens", stream.token_chunks))
+    success = not error
+    ttft = stream.first_token - stream.sent if stream.first_token is not None else None
+    e2e = end - stream.sent if success else None
+    return RequestRecord(
+        index=spec.index,
+        issue_offset_s=spec.issue_offset_s,
+        issued_at_s=stream.sent - origin,
+        prompt_tokens=int(usage.get("prompt_tokens", spec.prompt_tokens)),
+        expected_output_tokens=spec.output_tokens,
+        output_tokens=output_tokens,
+        ttft_s=ttft,
+        tpot_s=time_per_output_token(e2e, ttft, output_tokens) if success else None,
+        itl_s=stream.itl_s,
+        e2e_s=e2e,
+        success=success,
+        error=error,
+    )
+
+
+async def _error_message(response: aiohttp.ClientResponse) -> str:
+    body = await response.text(errors="replace")
+    try:
+        message = _message_of(json.loads(body))
+    except (json.JSONDecodeError, TypeError, AttributeError):
+        message = body
+    return _one_line(message) or response.reason or "no message"
+
+
+def _message_of(document: Any) -> str:
+    # vLLM answers {"object": "error", "message": ...}; OpenAI {"error": {"message": ...}}.
+    if isinstance(document.get("error"), dict):
+        document = document["error"]
+    return _one_line(str(document.get("message") or document))
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= ERROR_CHARS else flat[: ERROR_CHARS - 3] + "..."
