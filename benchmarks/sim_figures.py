@@ -84,7 +84,22 @@ def main(argv=None) -> int:
             line = re.search(r"# .* blocks: \d+, # CPU blocks: \d+", server.log_text())
             print(f"  server start (measured on this machine, launch to healthy /health): {server.startup_s:.1f} s")
             print(f"  server log: {line.group(0) if line else 'no blocks line found'}")
+            gaps = _inter_token_gaps(server, max_tokens=64)
+            print(f"  one request, 64 tokens, real clock (measured): mean inter-token gap {sum(gaps) / len(gaps) * 1e3:.1f} ms "
+                  f"(modeled decode step at batch 1: {cost.step_cost(StepWork(decode_contexts=(64,))).total * 1e3:.1f} ms)")
     return 0
+
+
+def _inter_token_gaps(server, max_tokens: int) -> list[float]:
+    import time
+
+    import openai
+
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused")
+    stream = client.completions.create(model=server.served_model_name, prompt="def main():", max_tokens=max_tokens,
+                                       stream=True, extra_body={"ignore_eos": True})
+    arrivals = [time.monotonic() for chunk in stream if chunk.choices and chunk.choices[0].text]
+    return [b - a for a, b in zip(arrivals, arrivals[1:])]
 
 
 if __name__ == "__main__":

@@ -59,3 +59,9 @@ def test_checker_catches_a_scheduler_that_forgets_to_swap_in():
     config = ReplayConfig(scheduler_cls=f"{__name__}.{ForgetfulSwapInScheduler.__name__}")
     with pytest.raises(Exception, match=r"request \d+ seq \d+ reads GPU block \d+ .* its KV is not on the GPU"):
         replay(burst(n=30, rate=100.0, seed=1), config)
+
+
+def test_engine_refuses_a_model_that_does_not_fit():
+    # CodeLlama-34B on one A100-40GB: 62.85 GiB of weights in 36 GiB. vLLM's engine start fails with the numbers.
+    with pytest.raises(Exception, match=r"does not fit on the simulated GPU: usable 36\.00 GiB - weights 62\.85 GiB"):
+        replay(burst(n=1), ReplayConfig(tensor_parallel_size=1))

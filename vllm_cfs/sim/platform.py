@@ -109,6 +109,10 @@ class SimulatedGPUPlatform(Platform):
         parallel = vllm_config.parallel_config
         if parallel.pipeline_parallel_size > 1:
             raise ValueError("the simulated GPU models tensor parallelism only: use --pipeline-parallel-size 1")
+        if vllm_config.scheduler_config is not None and vllm_config.scheduler_config.is_multi_step:
+            raise ValueError("the simulated GPU runs one token per step: use --num-scheduler-steps 1")
+        if vllm_config.speculative_config is not None:
+            raise ValueError("the simulated GPU does not model speculative decoding")
         # TP stays in the config (shards, KV heads per GPU, all-reduces) but runs in this process.
         parallel.distributed_executor_backend = SimulatedExecutor
         if vllm_config.model_config is not None:
