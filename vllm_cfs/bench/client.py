@@ -108,6 +108,8 @@ async def _timed_request(session: aiohttp.ClientSession, url: str, spec: Request
         error = f"cannot connect to {config.base_url}: {reason}"
     except aiohttp.ClientError as exc:
         error = f"{type(exc).__name__}: {_one_line(str(exc)) or 'connection failed'}"
+    except Exception as exc:  # noqa: BLE001 - one odd request must become a record, not end the burst
+        error = f"client error: {type(exc).__name__}: {_one_line(str(exc))}"
     end = time.perf_counter()
     bar.update(1)
     return _record(spec, stream, origin, end, error)
@@ -127,14 +129,15 @@ async def _read_events(response: aiohttp.ClientResponse, stream: _Stream) -> str
         try:
             event = json.loads(data)
         except json.JSONDecodeError:
-            return f"malformed stream event: {_one_line(data.decode(errors='replace'))}"
-        if not isinstance(event, dict):
+            event = None
+        choices = (event.get("choices") or []) if isinstance(event, dict) else None
+        if not (isinstance(choices, list) and all(isinstance(c, dict) for c in choices)):
             return f"malformed stream event: {_one_line(data.decode(errors='replace'))}"
         if "error" in event:
             return f"server error in stream: {_message_of(event)}"
-        if any(choice.get("text") for choice in event.get("choices") or []):
+        if any(choice.get("text") for choice in choices):
             stream.on_text(now)
-        if event.get("usage"):
+        if isinstance(event.get("usage"), dict):
             stream.usage = event["usage"]
     if not stream.finished:
         return "stream ended before [DONE]"
@@ -145,7 +148,8 @@ async def _read_events(response: aiohttp.ClientResponse, stream: _Stream) -> str
 
 def _record(spec: RequestSpec, stream: _Stream, origin: float, end: float, error: str) -> RequestRecord:
     usage = stream.usage or {}
-    output_tokens = int(usage.get("completion_tokens", stream.token_chunks))
+    reported_output, reported_prompt = usage.get("completion_tokens"), usage.get("prompt_tokens")
+    output_tokens = reported_output if isinstance(reported_output, int) else stream.token_chunks
     success = not error
     ttft = stream.first_token - stream.sent if stream.first_token is not None else None
     e2e = end - stream.sent if success else None
@@ -153,7 +157,7 @@ def _record(spec: RequestSpec, stream: _Stream, origin: float, end: float, error
         index=spec.index,
         issue_offset_s=spec.issue_offset_s,
         issued_at_s=stream.sent - origin,
-        prompt_tokens=int(usage.get("prompt_tokens", spec.prompt_tokens)),
+        prompt_tokens=reported_prompt if isinstance(reported_prompt, int) else spec.prompt_tokens,
         expected_output_tokens=spec.output_tokens,
         output_tokens=output_tokens,
         ttft_s=ttft,
