@@ -1,0 +1,37 @@
+"""Virtual clock and the simulated sampler."""
+
+import pytest
+
+from vllm_cfs.sim.clock import CLOCK_ENV, RealClock, VirtualClock, clock_from_env
+from vllm_cfs.sim.sampler import TokenSampler
+
+
+def test_virtual_clock_advances_by_steps_and_waits_for_arrivals():
+    clock = VirtualClock()
+    clock.run_step(0.25, step_start=123.0)  # the wall-clock start is irrelevant to virtual time
+    clock.advance_to(0.1)  # never backwards
+    assert clock.now() == 0.25
+    clock.advance_to(2.0)
+    clock.run_step(0.5, step_start=0.0)
+    assert clock.now() == 2.5
+
+
+def test_clock_chosen_by_environment(monkeypatch):
+    monkeypatch.delenv(CLOCK_ENV, raising=False)
+    assert isinstance(clock_from_env(0.004), RealClock)
+    monkeypatch.setenv(CLOCK_ENV, "virtual")
+    assert isinstance(clock_from_env(0.004), VirtualClock)
+    monkeypatch.setenv(CLOCK_ENV, "wall")
+    with pytest.raises(ValueError, match="'real' or 'virtual'"):
+        clock_from_env(0.004)
+
+
+def test_sampler_is_deterministic_and_never_special():
+    sampler = TokenSampler(vocab_size=32000)
+    tokens = [sampler.token(seed=0, seq_id=s, position=p) for s in range(20) for p in range(200)]
+    assert tokens == [sampler.token(seed=0, seq_id=s, position=p) for s in range(20) for p in range(200)]
+    assert min(tokens) >= 3 and max(tokens) < 32000
+    assert len(set(tokens)) > 3000  # spread over the vocabulary
+    seq0 = [sampler.token(0, 0, p) for p in range(50)]
+    assert seq0 != [sampler.token(0, 1, p) for p in range(50)]
+    assert seq0 != [sampler.token(1, 0, p) for p in range(50)]
