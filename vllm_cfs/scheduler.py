@@ -287,8 +287,10 @@ class CFSScheduler(Scheduler):
                 victims_swapped.append(victim)
             else:
                 victims_recomputed.append(victim)
-        if victims:
-            self.waiting = deque(sorted(self.waiting, key=cfs_key))
+        # Prefills must be admitted in the order the contenders were counted in: upstream puts
+        # requests it preempts by recompute at the head of the queue, and admitted first they
+        # would take the room counted for a fairer contender, a new arrival included.
+        self.waiting = deque(sorted(self.waiting, key=cfs_key))
 
     # ------------------------------------------------------------------ helpers
 
