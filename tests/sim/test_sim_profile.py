@@ -13,7 +13,8 @@ from vllm_cfs.sim.profile import PROFILE_ENV, GPUProfile, ProfileError, load_pro
 def test_shipped_profiles_load_with_datasheet_numbers():
     assert shipped_profile_names() == ["a100-40gb", "a100-80gb", "h100-80gb", "h200"]
     a100 = load_profile("a100-40gb")
-    assert (a100.memory_bytes, a100.hbm_bytes_per_s, a100.peak_flops) == (40 * 1024**3, 1.555e12, 312e12)
+    # Memory as CUDA reports an A100-SXM4-40GB (PyTorch: "39.59 GiB total capacity").
+    assert (a100.memory_bytes, a100.hbm_bytes_per_s, a100.peak_flops) == (42_505_273_344, 1.555e12, 312e12)
     assert load_profile("h100-80gb").peak_flops == 989e12
     assert load_profile("h200").hbm_bytes_per_s == 4.8e12
 

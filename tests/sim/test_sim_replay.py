@@ -9,7 +9,7 @@ from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay, replay_many
 
 
 def burst(n=40, rate=4.0, seed=0):
-    """More KV than the GPU holds, so that schedulers must preempt: ~1.7x the 1282 blocks."""
+    """More KV than the GPU holds, so that schedulers must preempt: ~2.1x the 1028 blocks."""
     rng = random.Random(seed)
     return [
         ReplayRequest(i / rate, tuple(rng.randrange(3, 32000) for _ in range(rng.randint(400, 900))), rng.randint(100, 300))
@@ -41,7 +41,7 @@ def test_every_request_completes_with_its_tokens(runs):
 
 def test_kv_samples_show_the_pressure(runs):
     _, (cfs, _, fcfs) = runs
-    assert (cfs.gpu_blocks, cfs.cpu_blocks) == (1282, 10922)
+    assert (cfs.gpu_blocks, cfs.cpu_blocks) == (1028, 10922)
     assert len(cfs.kv_samples) <= cfs.steps
     assert max(s.gpu_kv_usage for s in fcfs.kv_samples) > 0.9
     assert max(s.swapped for s in cfs.kv_samples) > 0  # CFS swapped requests out...
@@ -62,6 +62,6 @@ def test_checker_catches_a_scheduler_that_forgets_to_swap_in():
 
 
 def test_engine_refuses_a_model_that_does_not_fit():
-    # CodeLlama-34B on one A100-40GB: 62.85 GiB of weights in 36 GiB. vLLM's engine start fails with the numbers.
-    with pytest.raises(Exception, match=r"does not fit on the simulated GPU: usable 36\.00 GiB - weights 62\.85 GiB"):
+    # CodeLlama-34B on one A100-40GB: 62.85 GiB of weights in 35.63 GiB. vLLM's engine start fails with the numbers.
+    with pytest.raises(Exception, match=r"does not fit on the simulated GPU: usable 35\.63 GiB - weights 62\.85 GiB"):
         replay(burst(n=1), ReplayConfig(tensor_parallel_size=1))

@@ -34,7 +34,7 @@ def test_health_and_models(server, client):
 def test_startup_log_says_simulated(server):
     log = server.log_text()
     assert "The GPU is SIMULATED (vllm-cfs): profile a100-40gb, tensor parallel 2" in log
-    assert re.search(r"# cuda \(simulated a100-40gb\) blocks: 1282, # CPU blocks: 10922", log)
+    assert re.search(r"# cuda \(simulated a100-40gb\) blocks: 1028, # CPU blocks: 10922", log)
 
 
 def test_streaming_completion_has_exact_token_count(server, client):
@@ -83,7 +83,7 @@ def test_kv_usage_rises_under_load_and_stats_are_logged(server):
     before = _gpu_kv_usage(server.base_url)
     results, usage = asyncio.run(burst())
     assert [r.usage.completion_tokens for r in results] == [150] * 24
-    assert before == 0 and max(usage) > 0.5  # 24 x 951 tokens need ~1440 of 1282 blocks
+    assert before == 0 and max(usage) > 0.5  # 24 x 951 tokens need ~1440 of 1028 blocks
 
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
