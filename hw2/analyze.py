@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Plots, answers and report of the hw2 experiment, from the folders hw2/sweep.sh wrote.
+
+    python3 hw2/analyze.py results_3.1 results_3.2 [--out DIR]
+
+Writes results_3.1/{ttft,tpot,gpu_kv}.png, results_3.2/{ttft,tpot,gpu_kv,cpu_kv,waiting,pareto}.png,
+and DIR/answers.txt and DIR/report.pdf (DIR: the folder holding results_3.2, unless --out).
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+
+try:
+    from vllm_cfs.analysis.inputs import InputError
+    from vllm_cfs.analysis.pipeline import analyze
+except ImportError:
+    # Run with a python3 that lacks the project: use the project's virtualenv when there is one.
+    if VENV_PYTHON.is_file() and Path(sys.executable).resolve() != VENV_PYTHON.resolve():
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
+    sys.exit("analyze.py: error: the vllm_cfs package is not installed for this python; run `make venv` "
+             "and use .venv/bin/python")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="analyze.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("task31", type=Path, help="task 3.1's folder (FCFS, one run), e.g. results_3.1")
+    parser.add_argument("task32", type=Path, help="the sweep's folder, e.g. results_3.2")
+    parser.add_argument("--out", type=Path, help="where answers.txt and report.pdf go (default: the folder holding TASK32)")
+    parser.add_argument("--cfs-interval", type=int, default=10,
+                        help="the CFS interval the plots compare with FCFS (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        outputs = analyze(args.task31, args.task32, args.out, args.cfs_interval,
+                          progress=lambda message: print(f"[analyze.py] {message}", file=sys.stderr))
+    except InputError as exc:
+        print(f"analyze.py: error: {exc}", file=sys.stderr)
+        return 2
+    for plot in outputs.plots:
+        print(plot.path)
+    print(outputs.answers_path)
+    print(outputs.report_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+# Shared by the hw2 scripts (sourced, not run): where things are, and how to speak to the user.
+
+HW2_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(dirname "$HW2_DIR")"
+
+# The project's virtualenv when there is one (make creates it), else whatever python3 is on PATH.
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x "$REPO_DIR/.venv/bin/python" ]]; then PYTHON="$REPO_DIR/.venv/bin/python"; else PYTHON=python3; fi
+fi
+
+SERVED_MODEL_NAME="codellama/CodeLlama-34b-hf"
+SIM_GPU="${SIM_GPU:-a100-40gb}"
+
+say() { echo "[$(basename "$0")] $*" >&2; }
+die() { echo "$(basename "$0"): error: $1" >&2; exit "${2:-1}"; }  # message, exit code (default 1)
+
+# Real GPUs need both a working driver and real weights; anything less runs on the simulated GPU.
+use_real_gpu() { [[ -n "${MODEL:-}" ]] && nvidia-smi -L >/dev/null 2>&1; }
+
+gpu_description() {
+    if use_real_gpu; then
+        echo "real: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) x2 (first two GPUs)"
+    else
+        echo "simulated GPU ($SIM_GPU x2)"
+    fi
+}
+
+# The model folder: the user's weights on real GPUs, else the local config+tokenizer folder of the
+# simulator (built once, cached).
+model_dir() {
+    if use_real_gpu; then echo "$MODEL"; else "$PYTHON" -m vllm_cfs.sim.model_dir; fi
+}
+
+free_port() {
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+is_whole_number() { [[ "$1" =~ ^[0-9]+$ ]]; }

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The hw2 interval sweep: for each CFS interval its own server start, N bursts, then the server
+# stopped with nothing of it left running.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+usage() {
+    cat <<EOF
+Usage: hw2/sweep.sh [options] [-- CLIENT_ARGS...]
+
+For each CFS interval: start hw2/server.sh with CFS_INTERVAL set, wait for /health, run
+hw2/client.sh RUNS times, stop the server. Writes into DIR:
+  p<interval>_r<run>.txt, .json   client report and records
+  server_p<interval>.log           the server's log, with a marker line before each run
+  env.txt, model_config.json       versions, GPU (real or simulated), settings; the model's config
+
+Options:
+  --intervals "LIST"   CFS intervals (default: "0 5 10 20 40"; 0 = vLLM's default FCFS)
+  --runs N             bursts per interval (default: 3)
+  --out DIR            results folder (default: results_3.2)
+  --log NAME           server log name in DIR instead of server_p<interval>.log (one interval only)
+  --port PORT          server port (default: a free one)
+  --startup-timeout S  seconds to wait for the server's /health (default: 300)
+  --model PATH         model folder with weights, for real GPUs (see hw2/server.sh --help)
+  -h, --help           this text
+Arguments after -- go to the client (benchmark_serving.py). NUM_PROMPTS, REQUEST_RATE and SEED
+in the environment set the burst (default 50 requests at 3 requests/s, seed 0).
+
+Exit status: 0 done; 1 a server did not start or stop; 2 bad arguments; 3 done, but some
+requests failed (see the reports).
+EOF
+}
+
+intervals="0 5 10 20 40"
+runs=3
+out=results_3.2
+log_name=""
+port=""
+startup_timeout=300
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --intervals) intervals="${2:?--intervals needs a value}"; shift 2 ;;
+        --runs) runs="${2:?--runs needs a value}"; shift 2 ;;
+        --out) out="${2:?--out needs a value}"; shift 2 ;;
+        --log) log_name="${2:?--log needs a value}"; shift 2 ;;
+        --port) port="${2:?--port needs a value}"; shift 2 ;;
+        --startup-timeout) startup_timeout="${2:?--startup-timeout needs a value}"; shift 2 ;;
+        --model) export MODEL="${2:?--model needs a value}"; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; break ;;
+        *) die "unknown argument '$1' (see --help)" 2 ;;
+    esac
+done
+client_args=("$@")
+read -r -a interval_list <<<"$intervals"
+[[ ${#interval_list[@]} -gt 0 ]] || die "--intervals is empty" 2
+for interval in "${interval_list[@]}"; do
+    is_whole_number "$interval" || die "intervals must be whole numbers >= 0, got '$interval'" 2
+done
+is_whole_number "$runs" && [[ "$runs" -ge 1 ]] || die "--runs must be a number >= 1, got '$runs'" 2
+is_whole_number "$startup_timeout" && [[ "$startup_timeout" -ge 1 ]] || die "--startup-timeout must be a number of seconds >= 1, got '$startup_timeout'" 2
+[[ -z "$log_name" || ${#interval_list[@]} -eq 1 ]] || die "--log works with one interval only" 2
+[[ -z "$port" ]] || is_whole_number "$port" || die "--port must be a number, got '$port'" 2
+port="${port:-$(free_port)}"
+command -v curl >/dev/null || die "curl is needed to check the server's /health"
+
+mkdir -p "$out" || die "cannot create $out"
+model="$(model_dir)" || die "cannot find or build the model folder"
+cp "$model/config.json" "$out/model_config.json"
+"$PYTHON" -m vllm_cfs.experiment.environment --gpu "$(gpu_description)" \
+    --setting "intervals=${interval_list[*]}" --setting "runs_per_interval=$runs" \
+    --setting "num_prompts=${NUM_PROMPTS:-50}" --setting "request_rate=${REQUEST_RATE:-3}" \
+    --setting "seed=${SEED:-0}" --setting "dataset=sharegpt" --setting "client_args=${client_args[*]}" \
+    --setting "model=$SERVED_MODEL_NAME ($model)" --setting "tensor_parallel_size=2" \
+    --setting "preemption_mode=swap" --setting "swap_space_gib=16" \
+    --setting "scheduler=vllm_cfs.CFSScheduler" \
+    --setting "cfs_min_granularity=${CFS_MIN_GRANULARITY:-the interval (default)}" \
+    --setting "startup_timeout_s=$startup_timeout" >"$out/env.txt"
+
+server_pid=""
+server_pgid=""
+
+group_alive() { kill -0 -- "-$server_pgid" 2>/dev/null; }
+
+start_server() {  # interval, log file
+    if curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/health"; then
+        die "something already serves on port $port; pick another with --port"
+    fi
+    # setsid: the server (API process and engine process) gets its own process group, so that
+    # stopping it reaches every process it started.
+    CFS_INTERVAL="$1" setsid "$HW2_DIR/server.sh" --port "$port" --log "$2" </dev/null >>"$2" 2>&1 &
+    server_pid=$!
+    server_pgid="$(ps -o pgid= -p "$server_pid" | tr -d ' ')"
+    say "server started (pid $server_pid, process group $server_pgid), port $port, log $2"
+}
+
+wait_healthy() {  # log file
+    local started=$SECONDS
+    local next_note=$((SECONDS + 15))
+    while (( SECONDS - started < startup_timeout )); do
+        if curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/health"; then
+            say "server healthy after $((SECONDS - started)) s"
+            return 0
+        fi
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            wait "$server_pid" 2>/dev/null && code=0 || code=$?
+            say "server exited during start (code $code); last lines of $1:"
+            tail -n 5 "$1" >&2
+            return 1
+        fi
+        if (( SECONDS >= next_note )); then
+            say "waiting for the server's /health ($((SECONDS - started)) s of $startup_timeout s)"
+            next_note=$((SECONDS + 15))
+        fi
+        sleep 1
+    done
+    say "server not healthy after $startup_timeout s; last lines of $1:"
+    tail -n 5 "$1" >&2
+    return 1
+}
+
+stop_server() {
+    [[ -n "$server_pgid" ]] || return 0
+    kill -TERM -- "-$server_pgid" 2>/dev/null || true
+    for _ in $(seq 20); do group_alive || break; sleep 1; done
+    if group_alive; then
+        say "server group $server_pgid still running 20 s after SIGTERM: SIGKILL"
+        kill -KILL -- "-$server_pgid" 2>/dev/null || true
+        sleep 1
+    fi
+    wait "$server_pid" 2>/dev/null || true
+    if group_alive; then
+        echo "$(basename "$0"): error: processes of server group $server_pgid survived SIGKILL" >&2
+        return 1
+    fi
+    say "server stopped (process group $server_pgid is gone)"
+    server_pgid=""
+}
+
+trap 'stop_server' EXIT
+trap 'say "interrupted"; exit 130' INT TERM
+
+failed_runs=0
+count=0
+say "GPU: $(gpu_description); intervals ${interval_list[*]}, $runs run(s) each, into $out"
+for interval in "${interval_list[@]}"; do
+    count=$((count + 1))
+    log="$out/${log_name:-server_p$interval.log}"
+    say "interval $interval ($count of ${#interval_list[@]}): starting the server"
+    start_server "$interval" "$log"
+    wait_healthy "$log" || die "the server for CFS_INTERVAL=$interval did not start; its log is kept in $log"
+    for run in $(seq "$runs"); do
+        say "interval $interval, run $run of $runs"
+        # The analysis cuts the log into runs at these lines.
+        echo "vllm-cfs hw2 marker: run $run of $runs, CFS_INTERVAL=$interval, $(date '+%Y-%m-%dT%H:%M:%S%z')" >>"$log"
+        code=0
+        "$HW2_DIR/client.sh" --port "$port" --out "$out/p${interval}_r${run}" --label "p${interval}_r${run}" \
+            -- "${client_args[@]}" >/dev/null || code=$?
+        case "$code" in
+            0) say "run $run: $(grep -h '^P99 TTFT' "$out/p${interval}_r${run}.txt"), $(grep -h '^P99 TPOT' "$out/p${interval}_r${run}.txt")" ;;
+            1) failed_runs=$((failed_runs + 1)); say "run $run of interval $interval had failed requests (see $out/p${interval}_r${run}.txt)" ;;
+            *) die "the client stopped with code $code (bad arguments?)" ;;
+        esac
+    done
+    stop_server || die "could not stop the server for CFS_INTERVAL=$interval"
+done
+trap - EXIT
+
+if [[ $failed_runs -gt 0 ]]; then
+    say "done, but $failed_runs run(s) had failed requests; results in $out"
+    exit 3
+fi
+say "done: results in $out"

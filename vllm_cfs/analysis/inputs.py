@@ -1,0 +1,109 @@
+"""Load a results folder that ``hw2/sweep.sh`` wrote: client results per interval and run, the
+server log of each interval, env.txt and the model's config.json.
+
+    results_3.2/p10_r1.json   client records (vllm_cfs.bench.results.RunResult)
+    results_3.2/server_p10.log
+    results_3.2/env.txt, model_config.json
+
+Task 3.1's folder has the same shape with one interval (0) whose log is ``vllm_server.log``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+from vllm_cfs.analysis.server_log import ServerLog, read_server_log
+from vllm_cfs.bench.results import RunResult
+from vllm_cfs.experiment.environment import read_env
+
+_RUN_FILE = re.compile(r"^p(\d+)_r(\d+)\.json$")
+FCFS = 0  # CFS_INTERVAL=0 is vLLM's default policy
+
+
+class InputError(Exception):
+    """A results folder that cannot be analysed; the message is one line for the user."""
+
+
+@dataclasses.dataclass
+class IntervalResults:
+    interval: int
+    runs: dict[int, RunResult]  # run number -> client results
+    log: Optional[ServerLog]  # the whole server log of this interval
+    log_path: Optional[Path]
+
+    def run_log(self, run: int) -> Optional[ServerLog]:
+        if self.log is None:
+            return None
+        try:
+            return self.log.for_run(run)
+        except KeyError:
+            return None
+
+    @property
+    def first_run(self) -> int:
+        return min(self.runs)
+
+
+@dataclasses.dataclass
+class ResultsFolder:
+    path: Path
+    intervals: dict[int, IntervalResults]
+    env: dict[str, str]
+    model_config: Optional[dict[str, Any]]
+
+    def interval(self, interval: int) -> IntervalResults:
+        if interval not in self.intervals:
+            raise InputError(f"{self.path} has no results for CFS interval {interval} "
+                             f"(it has {sorted(self.intervals)})")
+        return self.intervals[interval]
+
+
+def _log_path(folder: Path, interval: int, only_interval: bool) -> Optional[Path]:
+    candidates = [folder / f"server_p{interval}.log"]
+    if only_interval:
+        candidates.append(folder / "vllm_server.log")
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def load_results(folder: Path | str) -> ResultsFolder:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder")
+    runs: dict[int, dict[int, RunResult]] = {}
+    for path in sorted(folder.iterdir()):
+        match = _RUN_FILE.match(path.name)
+        if not match:
+            continue
+        try:
+            result = RunResult.load(path)
+        except ValueError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        runs.setdefault(int(match.group(1)), {})[int(match.group(2))] = result
+    if not runs:
+        raise InputError(f"{folder} holds no client results (p<interval>_r<run>.json)")
+    intervals = {}
+    for interval, by_run in sorted(runs.items()):
+        log_path = _log_path(folder, interval, len(runs) == 1)
+        log = read_server_log(log_path) if log_path else None
+        intervals[interval] = IntervalResults(interval, dict(sorted(by_run.items())), log, log_path)
+    env = read_env(folder / "env.txt") if (folder / "env.txt").is_file() else {}
+    return ResultsFolder(folder, intervals, env, _model_config(folder, intervals))
+
+
+def _model_config(folder: Path, intervals: dict[int, IntervalResults]) -> Optional[dict[str, Any]]:
+    """The copy the sweep made, else the model folder the server log names."""
+    candidates = [folder / "model_config.json"]
+    for results in intervals.values():
+        if results.log and results.log.engine and results.log.engine.model:
+            candidates.append(Path(results.log.engine.model) / "config.json")
+    for path in candidates:
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}: invalid JSON ({exc})") from None
+    return None

@@ -1,0 +1,65 @@
+"""From two results folders to every output: the nine plots, answers.txt and report.pdf.
+
+    results_3.1/{ttft,tpot,gpu_kv}.png
+    results_3.2/{ttft,tpot,gpu_kv,cpu_kv,waiting,pareto}.png
+    OUT/answers.txt, OUT/report.pdf
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Optional
+
+from vllm_cfs.analysis import plots as p
+from vllm_cfs.analysis.answers import Answer, answer_all, format_answers
+from vllm_cfs.analysis.report import write_report
+from vllm_cfs.analysis.study import COMPARED_INTERVAL, Study, load_study
+
+
+@dataclasses.dataclass
+class Outputs:
+    study: Study
+    plots: list[p.PlotData]
+    answers: list[Answer]
+    answers_path: Path
+    report_path: Path
+    report_pages: int
+
+
+def make_plots(study: Study) -> list[p.PlotData]:
+    d31, d32 = study.task31.path, study.task32.path
+    note = study.footnote
+    fcfs31 = {study.fcfs_31.label: study.fcfs_31.result}
+    pair = {b.label: b.result for b in (study.fcfs, study.cfs)}
+    pair_stats = {b.label: b.stats for b in (study.fcfs, study.cfs)}
+    return [
+        p.ttft_plot(fcfs31, d31 / "ttft.png", note),
+        p.tpot_plot(fcfs31, d31 / "tpot.png", note),
+        p.gpu_kv_plot({study.fcfs_31.label: study.fcfs_31.stats}, d31 / "gpu_kv.png", note),
+        p.ttft_plot(pair, d32 / "ttft.png", note),
+        p.tpot_plot(pair, d32 / "tpot.png", note),
+        p.gpu_kv_plot(pair_stats, d32 / "gpu_kv.png", note),
+        p.cpu_kv_plot(pair_stats, d32 / "cpu_kv.png", note),
+        p.waiting_plot(pair_stats, d32 / "waiting.png", note),
+        p.pareto_plot(list(study.rows.values()), d32 / "pareto.png", note),
+    ]
+
+
+def analyze(task31_dir: Path, task32_dir: Path, out_dir: Optional[Path] = None,
+            cfs_interval: int = COMPARED_INTERVAL, progress: Callable[[str], None] = lambda _: None) -> Outputs:
+    study = load_study(task31_dir, task32_dir, cfs_interval)
+    progress(f"read {sum(len(r.runs) for r in study.task32.intervals.values())} sweep runs over intervals "
+             f"{sorted(study.task32.intervals)} and task 3.1's run; GPU: {study.gpu}")
+    plots = make_plots(study)
+    progress(f"wrote {len(plots)} plots")
+    out_dir = Path(out_dir) if out_dir else Path(task32_dir).resolve().parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    answers = answer_all(study)
+    answers_path = out_dir / "answers.txt"
+    answers_path.write_text(format_answers(study, answers))
+    progress(f"wrote {answers_path}")
+    report_path = out_dir / "report.pdf"
+    pages = write_report(study, plots, answers, report_path)
+    progress(f"wrote {report_path} ({pages} pages)")
+    return Outputs(study, plots, answers, answers_path, report_path, pages)

@@ -1,0 +1,130 @@
+"""The experiment's plots (matplotlib, Agg): what each shows is built as data first, then drawn.
+
+Every ``*_plot`` function returns the ``PlotData`` it drew, so a caller (or a test) can see
+exactly which numbers are in the picture. Times series are per second since the run's first
+stats line; per-request series are in issue order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from vllm_cfs.analysis.evidence import IntervalRow, seconds_since_first  # noqa: E402
+from vllm_cfs.analysis.server_log import StatsSample  # noqa: E402
+from vllm_cfs.bench.results import RunResult  # noqa: E402
+
+DPI = 120
+SIZE_IN = (8.0, 4.8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    label: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlotData:
+    path: Path
+    title: str
+    xlabel: str
+    ylabel: str
+    series: tuple[Series, ...]
+    style: str  # "per-request", "over-time" or "labelled-points"
+    footnote: str = ""  # e.g. "simulated GPU: a100-40gb x2; 50 requests at 3 req/s"
+
+
+def _per_request(result: RunResult, value: Callable) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    points = [(r.index, value(r)) for r in result.records if value(r) is not None]
+    return tuple(float(i) for i, _ in points), tuple(float(v) for _, v in points)
+
+
+def ttft_plot(runs: dict[str, RunResult], path: Path, footnote: str = "") -> PlotData:
+    series = tuple(Series(label, *_per_request(result, lambda r: r.ttft_s)) for label, result in runs.items())
+    return draw(PlotData(path, "Time to first token per request, in issue order", "request index (issue order)",
+                         "TTFT (s)", series, "per-request", footnote))
+
+
+def tpot_plot(runs: dict[str, RunResult], path: Path, footnote: str = "") -> PlotData:
+    series = tuple(Series(label, *_per_request(result, lambda r: None if r.tpot_s is None else r.tpot_s * 1000))
+                   for label, result in runs.items())
+    return draw(PlotData(path, "Time per output token per request, in issue order", "request index (issue order)",
+                         "TPOT (ms)", series, "per-request", footnote))
+
+
+def _over_time(logs: dict[str, Sequence[StatsSample]], value: Callable[[StatsSample], float]) -> tuple[Series, ...]:
+    return tuple(Series(label, tuple(seconds_since_first(samples)), tuple(float(value(s)) for s in samples))
+                 for label, samples in logs.items())
+
+
+def gpu_kv_plot(logs: dict[str, Sequence[StatsSample]], path: Path, footnote: str = "") -> PlotData:
+    return draw(PlotData(path, "GPU KV cache usage over time (vLLM stats line, every 5 s)",
+                         "seconds since the first stats line", "GPU KV cache usage (%)",
+                         _over_time(logs, lambda s: s.gpu_kv_pct), "over-time", footnote))
+
+
+def cpu_kv_plot(logs: dict[str, Sequence[StatsSample]], path: Path, footnote: str = "") -> PlotData:
+    return draw(PlotData(path, "CPU KV cache (swap space) usage over time", "seconds since the first stats line",
+                         "CPU KV cache usage (%)", _over_time(logs, lambda s: s.cpu_kv_pct), "over-time", footnote))
+
+
+def waiting_plot(logs: dict[str, Sequence[StatsSample]], path: Path, footnote: str = "") -> PlotData:
+    return draw(PlotData(path, "Requests waiting for admission (Pending) over time", "seconds since the first stats line",
+                         "pending requests", _over_time(logs, lambda s: s.pending), "over-time", footnote))
+
+
+def interval_label(interval: int) -> str:
+    return "FCFS (interval 0)" if interval == 0 else f"CFS interval {interval}"
+
+
+def pareto_plot(rows: Sequence[IntervalRow], path: Path, footnote: str = "") -> PlotData:
+    series = tuple(Series(interval_label(row.interval), (row.p99_tpot_ms,), (row.p99_ttft_ms / 1000,)) for row in rows)
+    runs = sorted({row.runs for row in rows})
+    how = f"median of {runs[0]} runs" if len(runs) == 1 else "median of each interval's runs"
+    return draw(PlotData(path, f"P99 TTFT vs P99 TPOT per CFS interval ({how})", "P99 TPOT (ms)", "P99 TTFT (s)",
+                         series, "labelled-points", footnote))
+
+
+def draw(plot: PlotData) -> PlotData:
+    fig, ax = plt.subplots(figsize=SIZE_IN, dpi=DPI)
+    try:
+        for series in plot.series:
+            if plot.style == "per-request":
+                ax.plot(series.x, series.y, marker="o", markersize=3, linewidth=1, label=series.label)
+            elif plot.style == "over-time":
+                ax.plot(series.x, series.y, marker=".", linewidth=1.2, label=series.label)
+            else:
+                ax.scatter(series.x, series.y, s=40, zorder=3)
+                ax.annotate(series.label, (series.x[0], series.y[0]), textcoords="offset points", xytext=(6, 6),
+                            fontsize=9)
+        if plot.style == "labelled-points":
+            ax.margins(0.2)  # room for the labels
+        if plot.style == "labelled-points" and len(plot.series) > 1:
+            ordered = sorted(plot.series, key=lambda s: s.x[0])
+            ax.plot([s.x[0] for s in ordered], [s.y[0] for s in ordered], color="grey", linewidth=0.8, zorder=1)
+        if plot.style == "over-time" and "%" in plot.ylabel:
+            ax.set_ylim(0, 105)
+        if plot.style == "per-request" or plot.ylabel.startswith("pending"):
+            ax.set_ylim(bottom=0)
+        ax.set_title(plot.title, fontsize=11)
+        ax.set_xlabel(plot.xlabel)
+        ax.set_ylabel(plot.ylabel)
+        ax.grid(True, alpha=0.3)
+        if plot.style != "labelled-points" and plot.series:
+            ax.legend(fontsize=9)
+        if plot.footnote:
+            fig.text(0.01, 0.01, plot.footnote, fontsize=8, color="dimgrey", ha="left", va="bottom")
+        fig.tight_layout(rect=(0, 0.04 if plot.footnote else 0, 1, 1))
+        plot.path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(plot.path)
+    finally:
+        plt.close(fig)
+    return plot

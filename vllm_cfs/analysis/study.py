@@ -1,0 +1,111 @@
+"""One experiment's data, named for what it is: task 3.1's FCFS burst, the 3.2 sweep, and the
+facts read once from the logs (KV blocks, KV bytes per token, GPU real or simulated).
+
+Plots use each interval's first run; the interval table gives medians over all runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from vllm_cfs.analysis.evidence import IntervalRow, interval_row
+from vllm_cfs.analysis.inputs import FCFS, InputError, IntervalResults, ResultsFolder, load_results
+from vllm_cfs.analysis.kv_memory import KvFootprint, kv_footprint
+from vllm_cfs.analysis.server_log import KvBlocks, StatsSample
+from vllm_cfs.bench.results import RunResult
+
+COMPARED_INTERVAL = 10  # the assignment's CFS setting: plots compare it with FCFS
+
+
+@dataclasses.dataclass(frozen=True)
+class Burst:
+    """One run: the client's records and the server's stats lines while it ran."""
+
+    label: str
+    result: RunResult
+    stats: tuple[StatsSample, ...]
+    cfs_counters: dict[str, int]  # the last CFS stats line of the run (empty if none)
+
+
+def _burst(results: IntervalResults, run: int, label: str) -> Burst:
+    log = results.run_log(run)
+    stats = tuple(log.stats) if log else ()
+    counters = dict(log.cfs[-1].counters) if log and log.cfs else {}
+    return Burst(label, results.runs[run], stats, counters)
+
+
+@dataclasses.dataclass
+class Study:
+    task31: ResultsFolder
+    task32: ResultsFolder
+    cfs_interval: int  # the CFS interval compared with FCFS
+    fcfs_31: Burst  # task 3.1
+    fcfs: Burst  # task 3.2, interval 0, first run
+    cfs: Burst  # task 3.2, cfs_interval, first run
+    rows: dict[int, IntervalRow]  # interval -> medians over its runs
+    blocks: Optional[KvBlocks]
+    footprint: Optional[KvFootprint]
+    gpu: str  # "simulated GPU (a100-40gb x2)" or the real GPU env.txt names
+
+    @property
+    def simulated(self) -> bool:
+        return self.gpu.startswith("simulated")
+
+    @property
+    def footnote(self) -> str:
+        setup = self.fcfs_31.result.setup
+        return (f"{self.gpu}; {setup.get('num_prompts', '?')} requests at {setup.get('request_rate', '?')} req/s "
+                f"({str(setup.get('dataset', '?')).split(' ')[0]}), CodeLlama-34B, TP 2, swap preemption")
+
+
+def _gpu(folders: tuple[ResultsFolder, ...]) -> str:
+    for folder in folders:
+        for results in folder.intervals.values():
+            if results.log and results.log.simulated:
+                sim = results.log.simulated
+                return f"simulated GPU ({sim.profile} x{sim.tensor_parallel_size})"
+    for folder in folders:
+        if folder.env.get("gpu"):
+            return folder.env["gpu"]
+    return "GPU unknown (no simulated-GPU line in the logs, no env.txt)"
+
+
+def _blocks_and_footprint(folders: tuple[ResultsFolder, ...]) -> tuple[Optional[KvBlocks], Optional[KvFootprint]]:
+    blocks = footprint = None
+    for folder in folders:
+        for results in folder.intervals.values():
+            log = results.log
+            if log is None:
+                continue
+            blocks = blocks or log.blocks
+            tp = (log.engine and log.engine.tensor_parallel_size) or (log.simulated and log.simulated.tensor_parallel_size)
+            if footprint is None and folder.model_config and tp:
+                footprint = kv_footprint(folder.model_config, tp, log.engine.dtype if log.engine else None)
+    return blocks, footprint
+
+
+def load_study(task31_dir, task32_dir, cfs_interval: int = COMPARED_INTERVAL) -> Study:
+    task31, task32 = load_results(task31_dir), load_results(task32_dir)
+    fcfs31 = task31.interval(FCFS)
+    fcfs32 = task32.interval(FCFS)
+    if cfs_interval not in task32.intervals:
+        others = sorted(i for i in task32.intervals if i != FCFS)
+        if not others:
+            raise InputError(f"{task32.path} has no CFS interval to compare with FCFS (only interval 0)")
+        cfs_interval = min(others, key=lambda i: abs(i - COMPARED_INTERVAL))
+    cfs = task32.interval(cfs_interval)
+    rows = {i: interval_row(i, list(r.runs.values())) for i, r in sorted(task32.intervals.items())}
+    blocks, footprint = _blocks_and_footprint((task31, task32))
+    return Study(
+        task31=task31,
+        task32=task32,
+        cfs_interval=cfs_interval,
+        fcfs_31=_burst(fcfs31, fcfs31.first_run, "FCFS (task 3.1)"),
+        fcfs=_burst(fcfs32, fcfs32.first_run, "FCFS (interval 0)"),
+        cfs=_burst(cfs, cfs.first_run, f"CFS interval {cfs_interval}"),
+        rows=rows,
+        blocks=blocks,
+        footprint=footprint,
+        gpu=_gpu((task31, task32)),
+    )
