@@ -4,6 +4,10 @@ No model and no executor: each scheduled sequence gets one token per step, exact
 ``LLMEngine`` would record it (computed tokens first, then the sampled token, then the finish
 check). Time is counted in scheduling steps. Tests, the scheduler benchmark and the admission
 study use it to compare policies on identical inputs.
+
+Like the engine, the driver splits a request with ``n > 1`` into n single-sequence groups
+(through vLLM's own ``ParallelSampleSequenceGroup``) and aborts requests between steps through
+the scheduler's ``abort_seq_group``.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import itertools
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence as Seq, Type
+from typing import Callable, Dict, List, Optional, Sequence as Seq, Type
 
 from vllm.config import CacheConfig, SchedulerConfig
 from vllm.core.scheduler import Scheduler, SchedulerOutputs
 from vllm.inputs import token_inputs
 from vllm.sampling_params import SamplingParams
-from vllm.sequence import Logprob, Sequence, SequenceGroup, SequenceStatus
+from vllm.sequence import (Logprob, ParallelSampleSequenceGroup, Sequence, SequenceGroup,
+                           SequenceGroupBase, SequenceGroupMetadata, SequenceStatus)
 
 BLOCK_SIZE = 16
 
@@ -30,6 +35,7 @@ class TraceRequest:
     prompt_len: int
     max_tokens: int
     priority: int = 0
+    n: int = 1  # parallel samples; the driver splits them into n groups as LLMEngine does
 
 
 @dataclass
@@ -40,6 +46,7 @@ class RequestOutcome:
     finish_step: Optional[int] = None
     output_tokens: int = 0
     ignored: bool = False
+    aborted: bool = False
 
     @property
     def ttft_steps(self) -> Optional[int]:
@@ -95,6 +102,14 @@ class TraceDriver:
     groups: Dict[str, SequenceGroup] = field(default_factory=dict)
     # Process CPU time of the last schedule() call, for the scheduler benchmark.
     last_schedule_cpu_ns: int = 0
+    # Called with what schedule() returned, before any token is emitted: the moment the worker
+    # would run the step, so a checker sees exactly what the worker would see.
+    on_schedule: Optional[Callable[[List[SequenceGroupMetadata], SchedulerOutputs], None]] = None
+    # Trace request id -> the scheduler's request ids for it (one per sample when n > 1).
+    samples: Dict[str, List[str]] = field(default_factory=dict)
+    # LLMEngine's map from a sample's request id to its parent request, which abort_seq_group
+    # uses to find every sample of an aborted request.
+    seq_id_to_seq_group: Dict[str, SequenceGroupBase] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._pending = sorted(self.trace, key=lambda r: (r.arrival_step, r.request_id))
@@ -109,8 +124,13 @@ class TraceDriver:
         while self._pending and self._pending[0].arrival_step <= self.step:
             self._arrive(self._pending.pop(0))
         started = time.process_time_ns()
-        _, outputs, _ = self.scheduler.schedule()
+        metadata, outputs, _ = self.scheduler.schedule()
         self.last_schedule_cpu_ns = time.process_time_ns() - started
+        # As LLMEngine.step does: forget the sample map entries of requests that have finished.
+        for finished_id in self.scheduler.get_and_reset_finished_requests_ids():
+            self.seq_id_to_seq_group.pop(finished_id, None)
+        if self.on_schedule is not None:
+            self.on_schedule(metadata, outputs)
         for scheduled in outputs.scheduled_seq_groups:
             self._emit_token(scheduled.seq_group, scheduled.token_chunk_size)
         for group in outputs.ignored_seq_groups:
@@ -127,17 +147,48 @@ class TraceDriver:
             self.run_step()
         return self.outcomes
 
+    def abort(self, request_id: str) -> None:
+        """Abort a trace request (all its samples) between steps, as LLMEngine.abort_request does.
+
+        Aborting a request that has finished or not arrived yet changes nothing, as in the engine.
+        """
+        self.scheduler.abort_seq_group(request_id, seq_id_to_seq_group=self.seq_id_to_seq_group)
+        for sample_id in self.samples.get(request_id, ()):
+            if self.groups[sample_id].first_seq.status == SequenceStatus.FINISHED_ABORTED:
+                outcome = self.outcomes[sample_id]
+                if not outcome.aborted:
+                    outcome.aborted = True
+                    outcome.finish_step = self.step
+
     def _arrive(self, request: TraceRequest) -> None:
-        seq = Sequence(next(self._next_seq_id),
-                       token_inputs([1 + (i % 31999) for i in range(request.prompt_len)]),
-                       block_size=BLOCK_SIZE)
-        group = SequenceGroup(request.request_id, [seq], arrival_time=float(request.arrival_step),
-                              sampling_params=SamplingParams(max_tokens=request.max_tokens,
-                                                             ignore_eos=True),
-                              priority=request.priority)
-        self.groups[request.request_id] = group
-        self.outcomes[request.request_id] = RequestOutcome(request.request_id, request.arrival_step)
+        params = SamplingParams(max_tokens=request.max_tokens, ignore_eos=True, n=request.n)
+        inputs = token_inputs([1 + (i % 31999) for i in range(request.prompt_len)])
+        if request.n > 1:
+            # vLLM's own split; it calls back _add_processed_request once per sample.
+            ParallelSampleSequenceGroup.add_request(
+                request.request_id, self, params, processed_inputs=inputs,
+                arrival_time=float(request.arrival_step), lora_request=None, trace_headers=None,
+                prompt_adapter_request=None, priority=request.priority)
+            self.samples[request.request_id] = [
+                sample_id for sample_id, parent in self.seq_id_to_seq_group.items()
+                if parent.group_id == request.request_id]
+        else:
+            self._add_processed_request(request.request_id, params, processed_inputs=inputs,
+                                        arrival_time=float(request.arrival_step),
+                                        priority=request.priority)
+            self.samples[request.request_id] = [request.request_id]
+
+    def _add_processed_request(self, request_id: str, params: SamplingParams, *,
+                               processed_inputs, arrival_time: float, priority: int,
+                               **_unused) -> SequenceGroup:
+        """Named and shaped like LLMEngine's method, which ParallelSampleSequenceGroup calls."""
+        seq = Sequence(next(self._next_seq_id), processed_inputs, block_size=BLOCK_SIZE)
+        group = SequenceGroup(request_id, [seq], arrival_time=arrival_time,
+                              sampling_params=params, priority=priority)
+        self.groups[request_id] = group
+        self.outcomes[request_id] = RequestOutcome(request_id, int(arrival_time))
         self.scheduler.add_seq_group(group)
+        return group
 
     def _emit_token(self, group: SequenceGroup, token_chunk_size: int) -> None:
         group.update_num_computed_tokens(token_chunk_size)
