@@ -1,0 +1,44 @@
+"""Reference experiment before and after a profile change, in virtual time (simulated GPU).
+
+Replays the default burst (random 1024-token prompts, 128 output tokens, 50 requests at 3 req/s,
+seed 0) through vLLM's real V0 engine with FCFS and with CFS every 10 steps, and prints P99 TTFT
+and P99 TPOT per profile. Usage: recalibration_effect.py PROFILE [PROFILE ...]
+"""
+
+import argparse
+
+import numpy as np
+
+from vllm_cfs.bench.datasets import load_tokenizer
+from vllm_cfs.bench.workload import WorkloadConfig, build_workload
+from vllm_cfs.sim.model_dir import codellama_34b_dir
+from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay_many
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("profiles", nargs="+", help="GPU profile names or profile JSON paths")
+    args = parser.parse_args()
+    for profile in args.profiles:
+        report(profile)
+
+
+def report(profile: str) -> None:
+    tokenizer = load_tokenizer(codellama_34b_dir())
+    workload = build_workload(WorkloadConfig("random", 50, 3.0, random_input_len=1024,
+                                             random_output_len=128), tokenizer)
+    requests = [ReplayRequest(s.issue_offset_s, tuple(tokenizer.encode(s.prompt)), s.output_tokens)
+                for s in workload.requests]
+    intervals = (0, 10)
+    jobs = [(requests, ReplayConfig(profile=profile, scheduler_cls="vllm_cfs.CFSScheduler",
+                                    cfs_interval=interval)) for interval in intervals]
+    for interval, result in zip(intervals, replay_many(jobs)):
+        ttft = [r.ttft_s for r in result.requests]
+        tpot = [r.tpot_s for r in result.requests]
+        print(f"{profile} CFS_INTERVAL {interval} blocks {result.gpu_blocks} "
+              f"P99 TTFT {np.percentile(ttft, 99):.2f} s P99 TPOT {1000 * np.percentile(tpot, 99):.1f} ms",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
