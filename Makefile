@@ -23,7 +23,7 @@ test: venv
 	$(VENV)/bin/pytest -q
 
 hw2: venv
-	$(PY) benchmarks/cfs_admission.py --seeds 2
+	bash hw2/run_all.sh
 
 bench: venv
 	$(PY) benchmarks/benchmark_scheduler.py
