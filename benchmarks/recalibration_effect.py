@@ -7,12 +7,10 @@ and P99 TPOT per profile. Usage: recalibration_effect.py PROFILE [PROFILE ...]
 
 import argparse
 
-import numpy as np
-
 from vllm_cfs.bench.datasets import load_tokenizer
 from vllm_cfs.bench.workload import WorkloadConfig, build_workload
 from vllm_cfs.sim.model_dir import codellama_34b_dir
-from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay_many
+from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay_many, to_run_result
 
 
 def main() -> None:
@@ -33,10 +31,9 @@ def report(profile: str) -> None:
     jobs = [(requests, ReplayConfig(profile=profile, scheduler_cls="vllm_cfs.CFSScheduler",
                                     cfs_interval=interval)) for interval in intervals]
     for interval, result in zip(intervals, replay_many(jobs)):
-        ttft = [r.ttft_s for r in result.requests]
-        tpot = [r.tpot_s for r in result.requests]
+        summary = to_run_result(result, requests).summary
         print(f"{profile} CFS_INTERVAL {interval} blocks {result.gpu_blocks} "
-              f"P99 TTFT {np.percentile(ttft, 99):.2f} s P99 TPOT {1000 * np.percentile(tpot, 99):.1f} ms",
+              f"P99 TTFT {summary.p99_ttft_ms / 1000:.2f} s P99 TPOT {summary.p99_tpot_ms:.1f} ms",
               flush=True)
 
 

@@ -5,7 +5,8 @@ import random
 import pytest
 from vllm.core.scheduler import Scheduler
 
-from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay, replay_many
+from vllm_cfs.bench.results import RunResult
+from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay, replay_many, to_run_result
 
 
 def burst(n=40, rate=4.0, seed=0):
@@ -46,6 +47,23 @@ def test_kv_samples_show_the_pressure(runs):
     assert max(s.gpu_kv_usage for s in fcfs.kv_samples) > 0.9
     assert max(s.swapped for s in cfs.kv_samples) > 0  # CFS swapped requests out...
     assert cfs.kv_samples[-1].swapped == 0 and cfs.kv_samples[-1].running == 0  # ...and back in
+
+
+def test_replay_speaks_the_client_results_schema(runs):
+    requests, (cfs, _, fcfs) = runs
+    for result in (cfs, fcfs):
+        run = RunResult.from_json(to_run_result(result, requests, {"label": "replay"}).to_json())
+        assert run.setup["label"] == "replay" and "simulated a100-40gb" in run.setup["gpu"]
+        assert [r.index for r in run.records] == list(range(len(requests)))
+        assert run.summary.completed == len(requests) and run.summary.failed == 0
+        assert run.summary.total_output_tokens == sum(r.max_tokens for r in requests)
+        slowest = max(result.requests, key=lambda t: t.ttft_s)
+        assert run.summary.p99_ttft_ms <= slowest.ttft_s * 1000
+        assert run.summary.p99_ttft_ms > sorted(t.ttft_s for t in result.requests)[-3] * 1000
+    # Under this pressure CFS trades TPOT for TTFT, as the live runs do.
+    cfs_run, fcfs_run = to_run_result(cfs, requests), to_run_result(fcfs, requests)
+    assert cfs_run.summary.p99_ttft_ms < fcfs_run.summary.p99_ttft_ms
+    assert cfs_run.summary.mean_tpot_ms > fcfs_run.summary.mean_tpot_ms
 
 
 class ForgetfulSwapInScheduler(Scheduler):

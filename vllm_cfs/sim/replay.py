@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
+from vllm_cfs.bench.results import RequestRecord, RunResult, time_per_output_token
 from vllm_cfs.sim.clock import CLOCK_ENV, VirtualClock
 from vllm_cfs.sim.profile import PROFILE_ENV
 
@@ -88,6 +89,35 @@ class ReplayResult:
     steps: int
     requests: tuple[RequestTiming, ...]  # in input order
     kv_samples: tuple[KVSample, ...]
+
+
+def to_run_result(result: ReplayResult, requests: Sequence[ReplayRequest],
+                  setup: Optional[dict] = None) -> RunResult:
+    """The replay in the results schema the live client writes, so that one analysis reads both.
+
+    Every replayed request completes; per-token times are not kept, so ``itl_s`` is empty.
+    """
+    config = result.config
+    records = [
+        RequestRecord(
+            index=t.index, issue_offset_s=t.arrival_s, issued_at_s=t.arrival_s,
+            prompt_tokens=t.prompt_tokens, expected_output_tokens=requests[t.index].max_tokens,
+            output_tokens=t.output_tokens, ttft_s=t.ttft_s,
+            tpot_s=time_per_output_token(t.finish_s - t.arrival_s, t.ttft_s, t.output_tokens),
+            itl_s=[], e2e_s=t.finish_s - t.arrival_s, success=True,
+        )
+        for t in result.requests
+    ]
+    start = min((t.arrival_s for t in result.requests), default=0.0)
+    end = max((t.finish_s for t in result.requests), default=start)
+    described = {
+        "gpu": f"simulated {config.profile} x{config.tensor_parallel_size} (virtual-time replay)",
+        "scheduler": config.scheduler_cls,
+        "cfs_interval": config.cfs_interval,
+        "num_prompts": len(records),
+        **(setup or {}),
+    }
+    return RunResult.build(described, start_time=0.0, duration_s=end - start, records=records)
 
 
 def replay(requests: Sequence[ReplayRequest], config: ReplayConfig = ReplayConfig()) -> ReplayResult:
