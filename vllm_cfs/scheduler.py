@@ -21,7 +21,6 @@ Two choices, both measured with ``benchmarks/cfs_admission.py`` (see docs/schedu
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import os
 import time
@@ -37,9 +36,12 @@ from vllm.core.scheduler import (
     SchedulerSwappedInOutputs,
     SchedulingBudget,
 )
+from vllm.logger import init_logger
 from vllm.sequence import SequenceGroup, SequenceStatus
 
-logger = logging.getLogger(__name__)
+# Under vLLM's logger, so that `vllm serve` prints our lines with its own, in its format; a
+# logger outside the "vllm" tree has no handler there and its INFO lines are lost.
+logger = init_logger(f"vllm.{__name__}")
 
 CFS_INTERVAL_ENV = "CFS_INTERVAL"
 DEFAULT_CFS_INTERVAL = 10

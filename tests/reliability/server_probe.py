@@ -1,0 +1,126 @@
+"""Probing a running vLLM OpenAI server from outside: its Prometheus gauges, its log, and
+streaming requests that a test can cut off mid-stream like a client that goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import aiohttp
+
+# vLLM 0.9 hides its swap gauges (deprecated with V0) unless the server is started with this.
+SHOW_SWAP_GAUGES = ("--show-hidden-metrics-for-version", "0.8")
+GAUGES = ("vllm:gpu_cache_usage_perc", "vllm:cpu_cache_usage_perc", "vllm:num_requests_running",
+          "vllm:num_requests_swapped", "vllm:num_requests_waiting")
+CFS_STATS_LINE = re.compile(r"CFS stats: (.*)$", re.M)
+
+
+def gauges(base_url: str) -> Dict[str, float]:
+    """The engine's KV usage and queue lengths, as vLLM's /metrics reports them."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = {}
+    for name in GAUGES:
+        match = re.search(rf"^{re.escape(name)}\{{[^}}]*\}} (\S+)$", text, re.M)
+        assert match, f"{name} missing from /metrics"
+        found[name] = float(match.group(1))
+    return found
+
+
+def wait_until_idle(base_url: str, timeout_s: float = 30.0) -> Dict[str, float]:
+    """Poll /metrics until no request is left and no KV block is used; returns the last reading.
+
+    The gauges are refreshed at every engine step and, when idle, every 10 s by the engine loop.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reading = gauges(base_url)
+        if all(value == 0 for value in reading.values()) or time.monotonic() > deadline:
+            return reading
+        time.sleep(0.5)
+
+
+def last_cfs_stats(log_text: str) -> Dict[str, int]:
+    """The CFS scheduler's counters from the last "CFS stats:" line of the server log."""
+    lines = CFS_STATS_LINE.findall(log_text)
+    assert lines, "no CFS stats line in the server log"
+    return {key: int(value) for key, value in (item.split("=") for item in lines[-1].split(", "))}
+
+
+@dataclass
+class StreamResult:
+    index: int
+    tokens: int = 0  # text chunks received: one per token here
+    completion_tokens: Optional[int] = None  # from the final usage event
+    finished: bool = False  # [DONE] received
+    disconnected: bool = False  # the client hung up
+    status: int = 0
+    error: str = ""
+
+
+async def stream_completion(session: aiohttp.ClientSession, base_url: str, model: str, index: int,
+                            prompt: List[int], max_tokens: int, *,
+                            hang_up_after_tokens: Optional[int] = None,
+                            hang_up_when: Optional[asyncio.Event] = None) -> StreamResult:
+    """Stream one completion; hang up after that many tokens, or when the event is set.
+
+    Hanging up closes the TCP connection mid-stream, as a client that goes away does. The event
+    works whether or not tokens are flowing, so a request that sits swapped out can be left too.
+    """
+    result = StreamResult(index)
+    payload = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True,
+               "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}
+    async with session.post(base_url + "/v1/completions", json=payload) as response:
+        result.status = response.status
+        if response.status != 200:
+            result.error = await response.text()
+            return result
+        reader = asyncio.ensure_future(_read_stream(response, result, hang_up_after_tokens))
+        waiters = {reader}
+        if hang_up_when is not None:
+            waiters.add(asyncio.ensure_future(hang_up_when.wait()))
+        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if reader in done:
+            reader.result()  # re-raise what went wrong while reading
+        if result.disconnected or reader not in done:
+            result.disconnected = True
+            response.close()
+    return result
+
+
+async def _read_stream(response: aiohttp.ClientResponse, result: StreamResult,
+                       hang_up_after_tokens: Optional[int]) -> None:
+    async for raw in response.content:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[len(b"data:"):].strip()
+        if data == b"[DONE]":
+            result.finished = True
+            return
+        event = json.loads(data)
+        if event.get("usage"):
+            result.completion_tokens = event["usage"]["completion_tokens"]
+        if any(choice.get("text") for choice in event.get("choices") or []):
+            result.tokens += 1
+            if hang_up_after_tokens is not None and result.tokens >= hang_up_after_tokens:
+                result.disconnected = True
+                return
+
+
+async def post_json(base_url: str, path: str, payload: dict) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base_url + path, json=payload) as response:
+            return response.status, await response.json(content_type=None)
+
+
+def token_prompt(length: int, seed: int) -> List[int]:
+    """A prompt of exactly ``length`` token ids, different for each seed (no prefix is shared)."""
+    return [3 + (7919 * seed + 104729 * i) % 31990 for i in range(length)]
