@@ -21,14 +21,18 @@ CFS_STATS_LINE = re.compile(r"CFS stats: (.*)$", re.M)
 
 
 def gauges(base_url: str) -> Dict[str, float]:
-    """The engine's KV usage and queue lengths, as vLLM's /metrics reports them."""
+    """The engine's KV usage and queue lengths, as vLLM's /metrics reports them.
+
+    A gauge has no sample until the engine first reports it (after its first step): such a
+    gauge is absent from the result.
+    """
     with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
         text = response.read().decode()
     found = {}
     for name in GAUGES:
         match = re.search(rf"^{re.escape(name)}\{{[^}}]*\}} (\S+)$", text, re.M)
-        assert match, f"{name} missing from /metrics"
-        found[name] = float(match.group(1))
+        if match:
+            found[name] = float(match.group(1))
     return found
 
 
@@ -40,7 +44,8 @@ def wait_until_idle(base_url: str, timeout_s: float = 30.0) -> Dict[str, float]:
     deadline = time.monotonic() + timeout_s
     while True:
         reading = gauges(base_url)
-        if all(value == 0 for value in reading.values()) or time.monotonic() > deadline:
+        idle = len(reading) == len(GAUGES) and not any(reading.values())
+        if idle or time.monotonic() > deadline:
             return reading
         time.sleep(0.5)
 

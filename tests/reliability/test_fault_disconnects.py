@@ -1,0 +1,98 @@
+"""Clients that hang up mid-stream, some while their request sits swapped out to CPU memory:
+the real vLLM OpenAI server (simulated H200s) aborts them and every KV block comes back.
+
+CFS every 2 steps on 64 GPU blocks with ample swap space, so that a burst keeps several
+requests swapped out at any moment.
+"""
+
+import asyncio
+import re
+
+import aiohttp
+import pytest
+
+from server_probe import (
+    SHOW_SWAP_GAUGES,
+    gauges,
+    last_cfs_stats,
+    stream_completion,
+    token_prompt,
+    wait_until_idle,
+)
+from vllm_cfs.scheduler import STATS_LOG_PERIOD_S
+from vllm_cfs.sim.server import ServerOptions, simulated_server
+
+EARLY, LATE = 6, 10  # clients that leave after a few tokens; clients that leave while swapped
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("disconnects") / "vllm_server.log"
+    options = ServerOptions(
+        profile="h200", scheduler_cls="vllm_cfs.CFSScheduler", cfs_interval=2, swap_space_gib=1,
+        log_path=log, extra_args=("--num-gpu-blocks-override", "64", *SHOW_SWAP_GAUGES))
+    with simulated_server(options) as running:
+        yield running
+
+
+async def leave_mid_stream(server):
+    """EARLY + LATE long requests (about 28 blocks each); returns their results and the gauges
+    read when the late ones hung up."""
+    swapped_out = asyncio.Event()
+    seen = {}
+
+    async def watch():
+        while not swapped_out.is_set():
+            reading = await asyncio.to_thread(gauges, server.base_url)
+            if (reading.get("vllm:num_requests_swapped", 0) > 0
+                    and reading.get("vllm:cpu_cache_usage_perc", 0) > 0):
+                seen.update(reading)
+                swapped_out.set()
+            await asyncio.sleep(0.05)
+
+    async with aiohttp.ClientSession() as session:
+        watcher = asyncio.create_task(watch())
+        results = await asyncio.gather(*(
+            stream_completion(session, server.base_url, server.served_model_name, i,
+                              token_prompt(120, i), max_tokens=320,
+                              hang_up_after_tokens=3 if i < EARLY else None,
+                              hang_up_when=None if i < EARLY else swapped_out)
+            for i in range(EARLY + LATE)))
+        if watcher.done():
+            watcher.result()  # surfaces a failed watch
+        watcher.cancel()
+    return results, seen
+
+
+async def complete(server, count):
+    async with aiohttp.ClientSession() as session:
+        return await asyncio.gather(*(
+            stream_completion(session, server.base_url, server.served_model_name, 100 + i,
+                              token_prompt(50, 100 + i), max_tokens=24)
+            for i in range(count)))
+
+
+def test_disconnected_clients_give_back_gpu_and_cpu_blocks(server):
+    results, at_hang_up = asyncio.run(leave_mid_stream(server))
+    assert all(r.status == 200 and r.disconnected and not r.finished for r in results)
+    assert at_hang_up["vllm:num_requests_swapped"] > 0
+
+    idle = wait_until_idle(server.base_url)
+    assert idle["vllm:gpu_cache_usage_perc"] == 0 and idle["vllm:cpu_cache_usage_perc"] == 0
+    assert idle["vllm:num_requests_swapped"] == idle["vllm:num_requests_running"] == 0
+    log = server.log_text()
+    assert len(re.findall(r"Aborted request cmpl-", log)) == EARLY + LATE
+
+    # The server keeps serving. These requests are small enough that nothing is swapped while
+    # they run; started after a quiet stats period, they make the scheduler log its counters.
+    asyncio.run(asyncio.sleep(STATS_LOG_PERIOD_S + 0.5))
+    after = asyncio.run(complete(server, 4))
+    assert [(r.status, r.finished, r.completion_tokens) for r in after] == [(200, True, 24)] * 4
+
+    log = server.log_text()
+    stats = last_cfs_stats(log)
+    assert log.rfind("CFS stats:") > log.rfind("Aborted request")
+    # With nothing swapped out any more, KV that went out to CPU memory and never came back
+    # belonged to requests aborted while swapped out: their CPU blocks were freed by the abort.
+    assert stats["blocks_swapped_out"] > stats["blocks_swapped_in"]
+    assert wait_until_idle(server.base_url)["vllm:cpu_cache_usage_perc"] == 0
