@@ -28,7 +28,7 @@ QUEUES = ("waiting", "running", "swapped", "any")
 
 @dataclass(frozen=True)
 class Abort:
-    """Before scheduling step ``step``, abort one request found in ``queue`` (if any)."""
+    """From scheduling step ``step`` on, abort one request as soon as ``queue`` holds one."""
 
     step: int
     queue: str
@@ -65,7 +65,8 @@ def scenarios(draw) -> Scenario:
         max_num_seqs=draw(st.integers(1, 8)),
         max_model_len=max_model_len,
         max_num_batched_tokens=max_model_len,
-        preemption_mode=draw(st.sampled_from(["swap", "recompute"])),
+        # None is vLLM's automatic choice: recompute for single-sequence groups.
+        preemption_mode=draw(st.sampled_from(["swap", "swap", "recompute", None])),
     )
     interval = draw(st.integers(0, 40))
     min_granularity = draw(st.none() | st.integers(0, 40))
@@ -117,18 +118,20 @@ def run_scenario(scenario: Scenario, monkeypatch) -> Tuple[TraceDriver, Schedule
     aborted: List[str] = []
     cap = step_cap(scenario)
     while not driver.done:
-        while aborts and aborts[0].step <= driver.step:
-            victim = pick_abort(driver, aborts.pop(0))
-            if victim is not None:
-                note(f"abort {victim} before step {driver.step}")
-                event("abort while swapped" if any(
-                    g.request_id in driver.samples[victim] for g in driver.scheduler.swapped)
-                    else "abort while waiting or running")
-                driver.abort(victim)
-                aborted.append(victim)
-                checker.after_step()  # an abort must leave the queues and pools consistent too
+        for abort in [a for a in aborts if a.step <= driver.step]:
+            victim = pick_abort(driver, abort)
+            if victim is None:
+                continue  # armed: fires at the first step that finds its queue non-empty
+            aborts.remove(abort)
+            note(f"abort {victim} before step {driver.step}")
+            event("abort while swapped" if any(
+                g.request_id in driver.samples[victim] for g in driver.scheduler.swapped)
+                else "abort while waiting or running")
+            driver.abort(victim)
+            aborted.append(victim)
+            checker.after_step()  # an abort must leave the queues and pools consistent too
         outputs = driver.run_step()
-        if scenario.pools.preemption_mode == "recompute":
+        if scenario.pools.preemption_mode != "swap":
             assert not outputs.blocks_to_swap_out and not outputs.blocks_to_swap_in
         checker.after_step()
         assert driver.step < cap, f"not finished after {cap} steps: livelock"
