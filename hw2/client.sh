@@ -49,12 +49,12 @@ exec "$PYTHON" "$REPO_DIR/benchmarks/benchmark_serving.py" \
     --model "$SERVED_MODEL_NAME" \
     --tokenizer "$(model_dir)" \
     --gpu "$(gpu_description)" \
-    --dataset-name "${DATASET:-random}" \
-    --random-input-len "${RANDOM_INPUT_LEN:-1024}" \
-    --random-output-len "${RANDOM_OUTPUT_LEN:-128}" \
-    --num-prompts "${NUM_PROMPTS:-50}" \
-    --request-rate "${REQUEST_RATE:-3}" \
-    --seed "${SEED:-0}" \
+    --dataset-name "$DATASET" \
+    --random-input-len "$RANDOM_INPUT_LEN" \
+    --random-output-len "$RANDOM_OUTPUT_LEN" \
+    --num-prompts "$NUM_PROMPTS" \
+    --request-rate "$REQUEST_RATE" \
+    --seed "$SEED" \
     --label "$label" \
     "${outputs[@]}" \
     "$@"

@@ -9,6 +9,15 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 
 SERVED_MODEL_NAME="codellama/CodeLlama-34b-hf"
+
+# The burst of hw2/client.sh (the environment may override each): vLLM's random dataset with its
+# benchmark defaults, 1024-token prompts and 128 output tokens, 50 of them at 3 requests/s.
+NUM_PROMPTS="${NUM_PROMPTS:-50}"
+REQUEST_RATE="${REQUEST_RATE:-3}"
+SEED="${SEED:-0}"
+DATASET="${DATASET:-random}"
+RANDOM_INPUT_LEN="${RANDOM_INPUT_LEN:-1024}"
+RANDOM_OUTPUT_LEN="${RANDOM_OUTPUT_LEN:-128}"
 SIM_GPU="${SIM_GPU:-a100-40gb}"
 
 say() { echo "[$(basename "$0")] $*" >&2; }

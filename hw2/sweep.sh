@@ -23,8 +23,8 @@ Options:
   --startup-timeout S  seconds to wait for the server's /health (default: 300)
   --model PATH         model folder with weights, for real GPUs (see hw2/server.sh --help)
   -h, --help           this text
-Arguments after -- go to the client (benchmark_serving.py). NUM_PROMPTS, REQUEST_RATE and SEED
-in the environment set the burst (default 50 requests at 3 requests/s, seed 0).
+Arguments after -- go to the client (benchmark_serving.py). The environment sets the burst (see
+hw2/client.sh --help): NUM_PROMPTS, REQUEST_RATE, SEED, DATASET, RANDOM_INPUT_LEN, RANDOM_OUTPUT_LEN.
 
 Exit status: 0 done; 1 a server did not start or stop; 2 bad arguments; 3 done, but some
 requests failed (see the reports).
@@ -69,8 +69,9 @@ model="$(model_dir)" || die "cannot find or build the model folder"
 cp "$model/config.json" "$out/model_config.json"
 "$PYTHON" -m vllm_cfs.experiment.environment --gpu "$(gpu_description)" \
     --setting "intervals=${interval_list[*]}" --setting "runs_per_interval=$runs" \
-    --setting "num_prompts=${NUM_PROMPTS:-50}" --setting "request_rate=${REQUEST_RATE:-3}" \
-    --setting "seed=${SEED:-0}" --setting "dataset=sharegpt" --setting "client_args=${client_args[*]}" \
+    --setting "num_prompts=$NUM_PROMPTS" --setting "request_rate=$REQUEST_RATE" --setting "seed=$SEED" \
+    --setting "dataset=$DATASET" --setting "random_input_len=$RANDOM_INPUT_LEN" \
+    --setting "random_output_len=$RANDOM_OUTPUT_LEN" --setting "client_args=${client_args[*]}" \
     --setting "model=$SERVED_MODEL_NAME ($model)" --setting "tensor_parallel_size=2" \
     --setting "preemption_mode=swap" --setting "swap_space_gib=16" \
     --setting "scheduler=vllm_cfs.CFSScheduler" \
@@ -79,6 +80,7 @@ cp "$model/config.json" "$out/model_config.json"
 
 server_pid=""
 server_pgid=""
+client_pid=""
 
 group_alive() { kill -0 -- "-$server_pgid" 2>/dev/null; }
 
@@ -137,7 +139,11 @@ stop_server() {
     server_pgid=""
 }
 
-trap 'stop_server' EXIT
+stop_client() {
+    if [[ -n "$client_pid" ]]; then kill -TERM "$client_pid" 2>/dev/null || true; wait "$client_pid" 2>/dev/null || true; fi
+}
+
+trap 'stop_client; stop_server' EXIT
 trap 'say "interrupted"; exit 130' INT TERM
 
 failed_runs=0
@@ -148,14 +154,21 @@ for interval in "${interval_list[@]}"; do
     log="$out/${log_name:-server_p$interval.log}"
     say "interval $interval ($count of ${#interval_list[@]}): starting the server"
     start_server "$interval" "$log"
-    wait_healthy "$log" || die "the server for CFS_INTERVAL=$interval did not start; its log is kept in $log"
+    if ! wait_healthy "$log"; then
+        stop_server
+        die "the server for CFS_INTERVAL=$interval did not start; its log is kept in $log"
+    fi
     for run in $(seq "$runs"); do
         say "interval $interval, run $run of $runs"
         # The analysis cuts the log into runs at these lines.
         echo "vllm-cfs hw2 marker: run $run of $runs, CFS_INTERVAL=$interval, $(date '+%Y-%m-%dT%H:%M:%S%z')" >>"$log"
-        code=0
+        # In the background, so that a signal reaches this script's trap while the burst runs.
         "$HW2_DIR/client.sh" --port "$port" --out "$out/p${interval}_r${run}" --label "p${interval}_r${run}" \
-            -- "${client_args[@]}" >/dev/null || code=$?
+            -- "${client_args[@]}" >/dev/null &
+        client_pid=$!
+        code=0
+        wait "$client_pid" || code=$?
+        client_pid=""
         case "$code" in
             0) say "run $run: $(grep -h '^P99 TTFT' "$out/p${interval}_r${run}.txt"), $(grep -h '^P99 TPOT' "$out/p${interval}_r${run}.txt")" ;;
             1) failed_runs=$((failed_runs + 1)); say "run $run of interval $interval had failed requests (see $out/p${interval}_r${run}.txt)" ;;

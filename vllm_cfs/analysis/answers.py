@@ -9,6 +9,7 @@ marked "not shown by this run" and says what is missing.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from typing import Callable, Optional, Sequence
 
@@ -102,8 +103,8 @@ def default_policy(study: Study) -> Answer:
     ]
     for letter, (name, _) in POLICY_ORDERS.items():
         share = agreement[letter]
-        evidence.append(f"first tokens came in {name} order for "
-                        f"{'n/a' if share is None else f'{share:.1%}'} of request pairs")
+        evidence.append(f"first tokens came in {name} order for {share:.1%} of request pairs" if share is not None
+                        else f"{name}: not testable, every request of this burst has the same length")
     reason = (f"the order in which requests got their first token matches {POLICY_ORDERS[choice][0]} best "
               f"({known.get(choice, 0):.1%} of pairs)")
     if not derived:
@@ -161,7 +162,7 @@ def batching_limit(study: Study) -> Answer:
         reason = "requests waited while KV blocks were free, so the per-step batch budget, not memory, held them"
     else:
         choice, derived = "d", False
-        reason = ("not shown by this run: no request waited and the burst's KV fits the GPU; the answer rests on "
+        reason = ("no request waited and the burst's KV fits the GPU; the answer rests on "
                   "the KV capacity above")
     return Answer("3.1", 2, "What is preventing vLLM from batching all the incoming prompts on the GPU?",
                   (("a", "GPU compute capacity"), ("b", "GPU memory bandwidth"), ("c", "GPU power supply"),
@@ -171,18 +172,10 @@ def batching_limit(study: Study) -> Answer:
 
 # --- 3.2 -----------------------------------------------------------------------------------------
 
-def _row_text(study: Study, interval: int, field: str, unit: str) -> str:
-    row = study.rows.get(interval)
-    if row is None:
-        return "n/a"
-    value = getattr(row, field)
-    return f"{value:.1f} {unit}"
-
-
 def _counters_text(burst: Burst) -> str:
     if not burst.cfs_counters:
         return f"{burst.label}: no CFS stats line in the log (the scheduler logs one only after it acted)"
-    return f"{burst.label} CFS counters at the end of run 1: " + ", ".join(f"{k}={v}" for k, v in burst.cfs_counters.items())
+    return f"{burst.label} CFS counters on the last CFS stats line of run 1 (cumulative, logged every 5 s): " + ", ".join(f"{k}={v}" for k, v in burst.cfs_counters.items())
 
 
 def _preempted(burst: Burst) -> tuple[bool, str]:
@@ -197,37 +190,36 @@ def _preempted(burst: Burst) -> tuple[bool, str]:
 
 def how_cfs_cuts_ttft(study: Study) -> Answer:
     fcfs, cfs = study.fcfs, study.cfs
-    records = sorted(cfs.result.records, key=lambda r: r.expected_output_tokens)
-    half = len(records) // 2
-    short = [r.index for r in records[:half]]
-    long = [r.index for r in records[half:]]
-    short_change = ev.mean_tpot_change_ms(fcfs.result, cfs.result, short)
-    long_change = ev.mean_tpot_change_ms(fcfs.result, cfs.result, long)
+    late = {r.index for r in cfs.result.records[-max(1, len(cfs.result.records) // 5):]}
+    late_ttft = {b.label: statistics.fmean([r.ttft_s * 1000 for r in b.result.records
+                                            if r.index in late and r.ttft_s is not None] or [math.inf])
+                 for b in (fcfs, cfs)}
+    everyone = [r.index for r in cfs.result.records]
+    tpot_change = ev.mean_tpot_change_ms(fcfs.result, cfs.result, everyone)
     complete = ev.all_outputs_complete(cfs.result)
+    preempted, how_many = _preempted(cfs)
     ttft_fcfs, ttft_cfs = study.rows[0].p99_ttft_ms, study.rows[study.cfs_interval].p99_ttft_ms
     evidence = [
         f"P99 TTFT (median of runs): FCFS {_ms(ttft_fcfs)}, CFS interval {study.cfs_interval} {_ms(ttft_cfs)}",
         f"run 1: FCFS {_ttft_probes(fcfs)}; CFS {_ttft_probes(cfs)}",
+        f"mean TTFT of the last {len(late)} requests issued (run 1): FCFS {_ms(late_ttft[fcfs.label])}, "
+        f"CFS {_ms(late_ttft[cfs.label])}",
         _waiting(fcfs),
         _waiting(cfs),
         _counters_text(cfs),
-        f"mean TPOT change from FCFS to CFS (same requests, run 1): {_ms(long_change)} for the {len(long)} requests "
-        f"with the most output tokens, {_ms(short_change)} for the {len(short)} with the fewest",
+        f"mean TPOT change of the same requests from FCFS to CFS (run 1): {_ms(tpot_change)}",
         f"every request produced exactly the tokens it asked for under CFS: {'yes' if complete else 'no'}",
     ]
-    preempted, how_many = _preempted(cfs)
-    if preempted and ttft_cfs < ttft_fcfs and long_change is not None and short_change is not None \
-            and long_change > short_change and complete:
+    if preempted and late_ttft[cfs.label] < late_ttft[fcfs.label] and tpot_change is not None and tpot_change > 0 \
+            and complete:
         derived = True
-        reason = (f"CFS preempted ({how_many}), P99 TTFT fell, and the requests that had generated the most tokens "
-                  "paid for it in TPOT: the ones with the fewest tokens (new arrivals first) were served first; no "
-                  "token was skipped")
+        reason = (f"CFS preempted running requests ({how_many}) so that the latest arrivals, which had generated no "
+                  "token yet, got their first one sooner, while the requests already generating paid in TPOT: the "
+                  "ones with the fewest tokens go first; no token was skipped")
     else:
         derived = False
-        reason = ("not shown by this run: " + ("CFS preempted nothing (the GPU never ran short of KV blocks)"
-                                               if not preempted else
-                                               "the TTFT and TPOT changes do not single out the requests with the most "
-                                               "tokens")
+        reason = (("CFS preempted nothing (the GPU never ran short of KV blocks)" if not preempted else
+                   "late arrivals did not gain TTFT at the running requests' expense")
                   + "; the answer rests on the scheduler's priority (fewest generated tokens first)")
     return Answer("3.2", 1, "How does preemptive scheduling (CFS) reduce TTFT of all the prompts?",
                   (("a", "By prioritizing existing prompts over new prompts."),
@@ -270,7 +262,7 @@ def what_is_swapped(study: Study) -> Answer:
                   "moves is their KV cache")
     else:
         derived = False
-        reason = ("not shown by this run: " + ("nothing was swapped" if not swapped_any
+        reason = (("nothing was swapped" if not swapped_any
                                                else "CPU usage did not track Swapped line by line")
                   + "; the answer rests on the swap space being sized in KV blocks")
     return Answer("3.2", 2, "What does preemptive scheduler store and load while swapping prompts between CPU DRAM "
@@ -281,7 +273,7 @@ def what_is_swapped(study: Study) -> Answer:
 
 
 def main_tradeoff(study: Study) -> Answer:
-    cfs, fcfs = study.cfs, study.fcfs
+    cfs = study.cfs
     fp = study.footprint
     tpot_fcfs, tpot_cfs = study.rows[0].p99_tpot_ms, study.rows[study.cfs_interval].p99_tpot_ms
     out = cfs.cfs_counters.get("blocks_swapped_out", 0)
@@ -314,7 +306,7 @@ def main_tradeoff(study: Study) -> Answer:
                   + (", and no KV was recomputed" if cfs.cfs_counters and recomputed == 0 else ""))
     else:
         derived = False
-        reason = ("not shown by this run: " + ("nothing was swapped" if not preempted else
+        reason = (("nothing was swapped" if not preempted else
                                                "TPOT did not rise or a request did not finish")
                   + "; the answer rests on swaps being copies the GPU waits for")
     return Answer("3.2", 3, "What is the main tradeoff of preemptive scheduling?",
@@ -355,7 +347,7 @@ def interval_trend(study: Study) -> Answer:
                   f"{_ms(rows[TREND_FROM].p99_tpot_ms)} -> {_ms(rows[TREND_TO].p99_tpot_ms)}")
     else:
         choice, derived = "a", False
-        reason = (f"not shown by this run: the sweep lacks interval {TREND_FROM} or {TREND_TO}; the answer rests on "
+        reason = (f"the sweep lacks interval {TREND_FROM} or {TREND_TO}; the answer rests on "
                   "fewer CFS steps meaning fewer preemptions")
     return Answer("3.2 (sweep)", 4, f"As the CFS interval grows from {TREND_FROM} to {TREND_TO} steps, what happens "
                   "to TTFT and TPOT?", TREND_OPTIONS, choice, derived, reason, tuple(evidence))
@@ -391,7 +383,7 @@ def format_answers(study: Study, answers: Sequence[Answer]) -> str:
         lines.append(f"Section {a.section}, MCQ {a.number}, answer ({a.choice}) {a.choice_text}")
         lines.append(f"  Q: {a.question}")
         lines.append("  Options: " + "  ".join(f"({letter}) {text}" for letter, text in a.options))
-        lines.append(f"  {'Derived from the evidence' if a.derived else 'Not decided by this run'}: {a.reason}")
+        lines.append(f"  {'Derived from the evidence' if a.derived else 'Not shown by this run'}: {a.reason}")
         lines.append("  Evidence:")
         lines.extend(f"    - {item}" for item in a.evidence)
         lines.append("")

@@ -15,14 +15,15 @@ from typing import Any, Optional
 
 GIB = 1024**3
 DEFAULT_BLOCK_SIZE = 16
-_DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "fp8": 1, "float8": 1}
+_DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
 
 
 def dtype_bytes(dtype: str) -> int:
     name = dtype.removeprefix("torch.").lower()
-    for prefix, size in _DTYPE_BYTES.items():
-        if name.startswith(prefix):
-            return size
+    if name in _DTYPE_BYTES:
+        return _DTYPE_BYTES[name]
+    if name.startswith(("fp8", "float8")):  # fp8, fp8_e4m3, float8_e5m2, ...
+        return 1
     raise ValueError(f"unknown dtype {dtype!r}")
 
 

@@ -36,8 +36,9 @@ def setup_lines(study: Study) -> list[str]:
     setup = study.fcfs_31.result.setup
     lines = ["vllm-cfs hw2 report: CFS scheduling vs vLLM's FCFS under a burst", ""]
     if study.simulated:
-        lines += [f"GPU: {study.gpu}. SIMULATED: vLLM's real engine, scheduler and server ran; the GPU's time",
-                  "and memory were modeled (vllm_cfs.sim). Times are what the modeled GPUs would take.", ""]
+        lines += [f"GPU: {study.gpu}. SIMULATED: vLLM's real engine, scheduler and server ran;",
+                  "the GPU's time and memory were modeled (vllm_cfs.sim): times are what the modeled GPUs would take.",
+                  ""]
     else:
         lines += [f"GPU: {study.gpu}", ""]
     lines.append(f"report written: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")

@@ -1,0 +1,40 @@
+"""One short real sweep for the hw2 tests: hw2/sweep.sh over intervals 0 and 10 on the simulated
+GPU, one burst each, then the analysis of it."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hw2_scripts import BURST_ARGS, BURST_ENV, HW2, run_script
+
+from vllm_cfs.analysis.pipeline import Outputs, analyze
+
+
+@dataclasses.dataclass
+class Sweep:
+    task31: Path
+    task32: Path
+    out: Path
+    process: subprocess.CompletedProcess
+    outputs: Outputs
+
+
+@pytest.fixture(scope="session")
+def sweep(tmp_path_factory) -> Sweep:
+    root = tmp_path_factory.mktemp("hw2")
+    task32 = root / "results_3.2"
+    process = run_script(str(HW2 / "sweep.sh"), "--intervals", "0 10", "--runs", "1", "--out", str(task32),
+                         "--", *BURST_ARGS, env=BURST_ENV)
+    assert process.returncode == 0, process.stderr[-3000:]
+    # Task 3.1 is the same FCFS burst: reuse the sweep's interval-0 run under 3.1's file names.
+    task31 = root / "results_3.1"
+    task31.mkdir()
+    for name in ("p0_r1.json", "p0_r1.txt", "env.txt", "model_config.json"):
+        shutil.copy(task32 / name, task31 / name)
+    shutil.copy(task32 / "server_p0.log", task31 / "vllm_server.log")
+    outputs = analyze(task31, task32, root)
+    return Sweep(task31, task32, root, process, outputs)

@@ -1,0 +1,33 @@
+"""Running the hw2 scripts from tests, and checking that no server they started lives on."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HW2 = REPO / "hw2"
+# 12 prompts of 1500 tokens overfill the simulated GPUs' KV cache: requests wait under FCFS and
+# CFS has something to preempt.
+BURST_ENV = {"NUM_PROMPTS": "12", "REQUEST_RATE": "inf", "SEED": "3"}
+BURST_ARGS = ["--dataset-name", "random", "--random-input-len", "1500", "--random-output-len", "100"]
+
+
+def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", *args], cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def server_groups(stderr: str) -> list[int]:
+    """The process groups sweep.sh says it started servers in."""
+    return [int(g) for g in re.findall(r"process group (\d+)\)", stderr)]
+
+
+def group_is_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False

@@ -1,0 +1,98 @@
+"""hw2/sweep.sh and friends: what a sweep leaves behind, and how it fails."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hw2_scripts import HW2, group_is_gone, run_script, server_groups
+
+from vllm_cfs.analysis.server_log import MARKER, read_server_log
+from vllm_cfs.bench.results import RunResult
+from vllm_cfs.experiment.environment import read_env
+
+
+def test_a_sweep_writes_every_file_and_leaves_no_server(sweep):
+    files = sorted(p.name for p in sweep.task32.iterdir() if not p.name.endswith(".png"))
+    assert files == ["env.txt", "model_config.json", "p0_r1.json", "p0_r1.txt", "p10_r1.json", "p10_r1.txt",
+                     "server_p0.log", "server_p10.log"]
+    for interval in (0, 10):
+        result = RunResult.load(sweep.task32 / f"p{interval}_r1.json")
+        assert result.summary.completed == 12 and result.summary.failed == 0
+        assert result.setup["label"] == f"p{interval}_r1"
+        assert result.setup["gpu"] == "simulated GPU (a100-40gb x2)"
+        assert (sweep.task32 / f"p{interval}_r1.txt").read_text().count("P99 TTFT (ms):") == 1
+        log_text = (sweep.task32 / f"server_p{interval}.log").read_text()
+        assert log_text.count(MARKER) == 1
+        assert f"CFS_INTERVAL={interval}" in log_text
+        assert read_server_log(sweep.task32 / f"server_p{interval}.log").simulated.profile == "a100-40gb"
+    groups = server_groups(sweep.process.stderr)
+    assert len(groups) == 2
+    assert all(group_is_gone(g) for g in groups)
+
+
+def test_env_txt_records_versions_gpu_and_settings(sweep):
+    env = read_env(sweep.task32 / "env.txt")
+    assert env["gpu"] == "simulated GPU (a100-40gb x2)"
+    assert env["vllm"] == "0.9.0"
+    assert env["intervals"] == "0 10"
+    assert env["runs_per_interval"] == "1"
+    assert env["num_prompts"] == "12"
+    assert env["preemption_mode"] == "swap" and env["tensor_parallel_size"] == "2"
+    assert "--random-input-len 1500" in env["client_args"]
+
+
+def test_a_server_that_dies_during_start_stops_the_sweep(tmp_path):
+    out = tmp_path / "results"
+    started = time.monotonic()
+    process = run_script(str(HW2 / "sweep.sh"), "--intervals", "0", "--runs", "1", "--out", str(out),
+                         "--startup-timeout", "120", env={"SIM_GPU": "no-such-gpu"})
+    elapsed = time.monotonic() - started
+
+    assert process.returncode == 1
+    assert "did not start" in process.stderr.splitlines()[-1]
+    assert elapsed < 120
+    log = out / "server_p0.log"
+    assert "no-such-gpu" in log.read_text()  # the log is kept and says why
+    assert all(group_is_gone(g) for g in server_groups(process.stderr))
+    assert not list(out.glob("p0_r*.json"))
+
+
+def test_a_server_that_is_not_healthy_in_time_is_stopped(tmp_path):
+    out = tmp_path / "results"
+    process = run_script(str(HW2 / "sweep.sh"), "--intervals", "10", "--runs", "1", "--out", str(out),
+                         "--startup-timeout", "3")
+
+    assert process.returncode == 1
+    assert "not healthy after 3 s" in process.stderr
+    assert process.stderr.strip().splitlines()[-1].startswith("sweep.sh: error: the server for CFS_INTERVAL=10 did not start")
+    groups = server_groups(process.stderr)
+    assert len(groups) == 1 and group_is_gone(groups[0])
+    assert (out / "server_p10.log").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--runs", "0"], "--runs must be a number >= 1"),
+    (["--intervals", "5 x"], "intervals must be whole numbers"),
+    (["--intervals", "0 5", "--log", "vllm_server.log"], "--log works with one interval only"),
+    (["--colour"], "unknown argument '--colour'"),
+])
+def test_sweep_refuses_bad_arguments_in_one_line(args, message, tmp_path):
+    process = run_script(str(HW2 / "sweep.sh"), "--out", str(tmp_path / "r"), *args)
+    assert process.returncode == 2
+    assert process.stderr.strip().splitlines() == [f"sweep.sh: error: {process.stderr.split('error: ', 1)[1].strip()}"]
+    assert message in process.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_server_refuses_a_bad_cfs_interval_before_starting_vllm():
+    process = run_script(str(HW2 / "server.sh"), env={"CFS_INTERVAL": "-3"})
+    assert process.returncode == 2
+    assert process.stderr.strip() == "server.sh: error: CFS_INTERVAL must be a whole number >= 0 (0 = FCFS), got '-3'"
+
+
+@pytest.mark.parametrize("script", ["server.sh", "client.sh", "sweep.sh", "run_all.sh"])
+def test_every_script_has_help(script):
+    process = run_script(str(HW2 / script), "--help")
+    assert process.returncode == 0
+    assert process.stdout.startswith(f"Usage: hw2/{script}")
