@@ -154,6 +154,15 @@ def test_answers_follow_from_this_runs_evidence(sweep):
     policy = by_number[("3.1", 1)]
     assert (policy.choice, policy.derived) == ("c", True)
     assert "Section 3.1, MCQ 1, answer (c) FCFS (First Come First Serve)" in text
+    # CFS swapped running requests out so that the last arrivals got their first token sooner, at
+    # the cost of TPOT: the three 3.2 answers follow from that.
+    for number, choice in ((1, "b"), (2, "a"), (3, "b")):
+        answer = by_number[("3.2", number)]
+        assert (answer.choice, answer.derived) == (choice, True), answer.reason
+    cfs = RunResult.load(sweep.task32 / "p10_r1.json")
+    fcfs = RunResult.load(sweep.task32 / "p0_r1.json")
+    assert max(s.swapped for s in read_server_log(sweep.task32 / "server_p10.log").for_run(1).stats) > 0
+    assert cfs.records[-1].ttft_s < fcfs.records[-1].ttft_s
     # The sweep has no intervals 5 and 40, so the trend question says this run cannot decide it.
     assert not by_number[("3.2 (sweep)", 4)].derived
     assert "interval 5 -> 10: not in this sweep" in text

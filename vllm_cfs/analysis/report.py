@@ -28,7 +28,7 @@ WRAP = 104
 ENV_KEYS = ("date", "gpu", "host", "cpu_cores", "python", "vllm", "torch", "transformers", "vllm-cfs",
             "vllm_cfs_commit", "model", "tensor_parallel_size", "preemption_mode", "swap_space_gib", "scheduler",
             "cfs_min_granularity", "intervals", "runs_per_interval", "num_prompts", "request_rate", "seed",
-            "client_args")
+            "dataset", "random_input_len", "random_output_len", "client_args")
 
 
 def setup_lines(study: Study) -> list[str]:
