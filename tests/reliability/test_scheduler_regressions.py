@@ -1,5 +1,7 @@
 """Minimal traces of scheduler bugs that the property tests found, kept as plain tests."""
 
+import pytest
+
 from vllm_cfs.lab.trace import Pools, TraceDriver, TraceRequest, make_scheduler
 from vllm_cfs.scheduler import CFSScheduler
 
@@ -31,3 +33,35 @@ def test_recompute_victim_at_queue_head_does_not_take_a_new_arrivals_room(monkey
     outcomes = driver.run()
     assert outcomes["r1"].first_token_step == 11  # the driver counts steps from 0
     assert {rid: o.output_tokens for rid, o in outcomes.items()} == {"r0": 12, "r1": 1}
+
+
+@pytest.mark.xfail(strict=True, raises=IndexError, reason=(
+    "vLLM 0.9.0 bug: freeing a swapped-out sequence returns its GPU-pool Block objects to the "
+    "CPU allocator's object pool; a later swap-out then indexes past that pool"))
+def test_abort_while_swapped_then_swap_out_again(monkeypatch):
+    """Found by the property tests (4000-trace search); reported to the lead.
+
+    The V0 block manager's Block objects come from the GPU allocator's BlockPool (4 objects per
+    GPU block) and keep their pool ids when swapped to CPU. Aborting a request while it is
+    swapped out frees those objects through the CPU allocator, whose BlockPool (4 per CPU
+    block) takes their ids into its free list. Here: GPU blocks 12 (pool ids 0-47), CPU blocks 2
+    (pool ids 0-7); "small" holds objects 10 and 11, is swapped out at step 2 and aborted; when
+    "c" is swapped out later the CPU pool hands out id 11 and indexes past its 8 objects.
+    In a server: a client that disconnects while its request is swapped out, then a later
+    swap-out, with a CPU pool small next to the GPU one: the engine step raises.
+    """
+    monkeypatch.setenv("CFS_INTERVAL", "2")
+    monkeypatch.delenv("CFS_MIN_GRANULARITY", raising=False)
+    pools = Pools(num_gpu_blocks=12, num_cpu_blocks=2, preemption_mode="swap")
+    trace = [TraceRequest("big", 0, prompt_len=150, max_tokens=5),
+             TraceRequest("small", 0, prompt_len=20, max_tokens=60),
+             TraceRequest("hog", 10, prompt_len=170, max_tokens=20),
+             TraceRequest("c", 10, prompt_len=10, max_tokens=40)]
+    driver = TraceDriver(make_scheduler(CFSScheduler, pools), trace)
+    driver.run_step()
+    driver.run_step()
+    assert [g.request_id for g in driver.scheduler.swapped] == ["small"]
+    driver.abort("small")
+    driver.run()  # raises IndexError in the block manager's swap-out of "c"
+    bm = driver.scheduler.block_manager
+    assert bm.get_num_free_gpu_blocks() == 12 and bm.get_num_free_cpu_blocks() == 2
