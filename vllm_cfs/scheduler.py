@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import List, Mapping, Optional, Set, Tuple
+from typing import List, Optional, Set, Tuple
 
 from vllm.core.scheduler import (
     PreemptionMode,
@@ -39,44 +38,16 @@ from vllm.core.scheduler import (
 from vllm.logger import init_logger
 from vllm.sequence import SequenceGroup, SequenceStatus
 
+from vllm_cfs.settings import CFSConfigError, read_cfs_interval, read_min_granularity
+
 # Under vLLM's logger, so that `vllm serve` prints our lines with its own, in its format; a
 # logger outside the "vllm" tree has no handler there and its INFO lines are lost.
 logger = init_logger(f"vllm.{__name__}")
 
-CFS_INTERVAL_ENV = "CFS_INTERVAL"
-DEFAULT_CFS_INTERVAL = 10
-MIN_GRANULARITY_ENV = "CFS_MIN_GRANULARITY"
 # Same cadence as vLLM's own V0 stats line, so the two read side by side in the server log.
 STATS_LOG_PERIOD_S = 5.0
 
 BlockMapping = List[Tuple[int, int]]
-
-
-class CFSConfigError(ValueError):
-    """A configuration the CFS scheduler refuses; the message is one line meant for the user."""
-
-
-def _read_count(environ: Mapping[str, str], name: str, default: int, meaning: str) -> int:
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise CFSConfigError(f"{name}={raw!r} is invalid: expected a whole number >= 0 ({meaning})")
-    return value
-
-
-def read_cfs_interval(environ: Mapping[str, str] = os.environ) -> int:
-    return _read_count(environ, CFS_INTERVAL_ENV, DEFAULT_CFS_INTERVAL,
-                       "a CFS step every N scheduling steps; 0 = vLLM's default FCFS")
-
-
-def read_min_granularity(interval: int, environ: Mapping[str, str] = os.environ) -> int:
-    return _read_count(environ, MIN_GRANULARITY_ENV, interval,
-                       "tokens a running request must be ahead of a swapped one to yield to it")
 
 
 def vruntime(seq_group: SequenceGroup) -> int:

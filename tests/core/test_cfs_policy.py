@@ -242,3 +242,16 @@ def test_swapped_request_waits_for_a_whole_time_slice(cfs_scheduler, monkeypatch
         assert len(leads) <= 120 // granularity + 1
     assert {o.output_tokens for o in driver.outcomes.values()} == {60}
     assert_no_leak(driver.scheduler, pools)
+
+
+def test_settings_plugin_refuses_bad_values_before_the_engine(monkeypatch):
+    from vllm_cfs.plugin import check_cfs_settings
+
+    monkeypatch.delenv("CFS_INTERVAL", raising=False)
+    monkeypatch.delenv("CFS_MIN_GRANULARITY", raising=False)
+    check_cfs_settings()  # nothing set: nothing to refuse
+    monkeypatch.setenv("CFS_INTERVAL", "20")
+    check_cfs_settings()
+    monkeypatch.setenv("CFS_MIN_GRANULARITY", "-2")
+    with pytest.raises(SystemExit, match=r"^error: CFS_MIN_GRANULARITY='-2' is invalid"):
+        check_cfs_settings()

@@ -1,0 +1,38 @@
+"""The CFS scheduler's settings, read from the environment (no vLLM import: the plugin uses it)."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+CFS_INTERVAL_ENV = "CFS_INTERVAL"
+DEFAULT_CFS_INTERVAL = 10
+MIN_GRANULARITY_ENV = "CFS_MIN_GRANULARITY"
+CFS_ENV_NAMES = (CFS_INTERVAL_ENV, MIN_GRANULARITY_ENV)
+
+
+class CFSConfigError(ValueError):
+    """A configuration the CFS scheduler refuses; the message is one line meant for the user."""
+
+
+def _read_count(environ: Mapping[str, str], name: str, default: int, meaning: str) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise CFSConfigError(f"{name}={raw!r} is invalid: expected a whole number >= 0 ({meaning})")
+    return value
+
+
+def read_cfs_interval(environ: Mapping[str, str] = os.environ) -> int:
+    return _read_count(environ, CFS_INTERVAL_ENV, DEFAULT_CFS_INTERVAL,
+                       "a CFS step every N scheduling steps; 0 = vLLM's default FCFS")
+
+
+def read_min_granularity(interval: int, environ: Mapping[str, str] = os.environ) -> int:
+    return _read_count(environ, MIN_GRANULARITY_ENV, interval,
+                       "tokens a running request must be ahead of a swapped one to yield to it")
