@@ -32,25 +32,10 @@ from vllm_cfs.bench.datasets import WorkloadError, load_tokenizer
 from vllm_cfs.bench.workload import DATASETS, WorkloadConfig, build_workload
 from vllm_cfs.sim.model_dir import codellama_34b_dir
 from vllm_cfs.sim.server import ServerOptions, ServerStartError, simulated_server
+from vllm_cfs.bench.server_metrics import KV_AND_QUEUE_GAUGES, SHOW_SWAP_GAUGES, read_gauges
 
-# vLLM 0.9 hides its swap gauges (deprecated with V0) unless the server is started with this.
-SHOW_SWAP_GAUGES = ("--show-hidden-metrics-for-version", "0.8")
-GAUGES = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:num_requests_swapped",
-          "vllm:gpu_cache_usage_perc", "vllm:cpu_cache_usage_perc")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 MIB = 1024 * 1024
-
-
-def read_gauges(base_url: str) -> Dict[str, float]:
-    """The gauges above from vLLM's /metrics; one without a sample yet is left out."""
-    with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
-    found = {}
-    for name in GAUGES:
-        match = re.search(rf"^{re.escape(name)}\{{[^}}]*\}} (\S+)$", text, re.M)
-        if match:
-            found[name] = float(match.group(1))
-    return found
 
 
 def process_group_rss(pgid: int) -> int:
@@ -114,7 +99,7 @@ def wait_idle(base_url: str, timeout_s: float) -> Dict[str, float]:
     deadline = time.monotonic() + timeout_s
     while True:
         reading = read_gauges(base_url)
-        if len(reading) == len(GAUGES) and not any(reading.values()):
+        if len(reading) == len(KV_AND_QUEUE_GAUGES) and not any(reading.values()):
             return reading
         if time.monotonic() > deadline:
             return reading

@@ -7,33 +7,19 @@ import asyncio
 import json
 import re
 import time
-import urllib.request
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import aiohttp
 
-# vLLM 0.9 hides its swap gauges (deprecated with V0) unless the server is started with this.
-SHOW_SWAP_GAUGES = ("--show-hidden-metrics-for-version", "0.8")
-GAUGES = ("vllm:gpu_cache_usage_perc", "vllm:cpu_cache_usage_perc", "vllm:num_requests_running",
-          "vllm:num_requests_swapped", "vllm:num_requests_waiting")
+from vllm_cfs.bench.server_metrics import KV_AND_QUEUE_GAUGES, read_gauges
+
 CFS_STATS_LINE = re.compile(r"CFS stats: (.*)$", re.M)
 
 
 def gauges(base_url: str) -> Dict[str, float]:
-    """The engine's KV usage and queue lengths, as vLLM's /metrics reports them.
-
-    A gauge has no sample until the engine first reports it (after its first step): such a
-    gauge is absent from the result.
-    """
-    with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
-    found = {}
-    for name in GAUGES:
-        match = re.search(rf"^{re.escape(name)}\{{[^}}]*\}} (\S+)$", text, re.M)
-        if match:
-            found[name] = float(match.group(1))
-    return found
+    """The engine's KV usage and queue lengths, as vLLM's /metrics reports them."""
+    return read_gauges(base_url)
 
 
 def wait_until_idle(base_url: str, timeout_s: float = 30.0) -> Dict[str, float]:
@@ -44,7 +30,7 @@ def wait_until_idle(base_url: str, timeout_s: float = 30.0) -> Dict[str, float]:
     deadline = time.monotonic() + timeout_s
     while True:
         reading = gauges(base_url)
-        idle = len(reading) == len(GAUGES) and not any(reading.values())
+        idle = len(reading) == len(KV_AND_QUEUE_GAUGES) and not any(reading.values())
         if idle or time.monotonic() > deadline:
             return reading
         time.sleep(0.5)

@@ -12,13 +12,13 @@ import aiohttp
 import pytest
 
 from server_probe import (
-    SHOW_SWAP_GAUGES,
     gauges,
     last_cfs_stats,
     stream_completion,
     token_prompt,
     wait_until_idle,
 )
+from vllm_cfs.bench.server_metrics import SHOW_SWAP_GAUGES
 from vllm_cfs.scheduler import STATS_LOG_PERIOD_S
 from vllm_cfs.sim.server import ServerOptions, simulated_server
 

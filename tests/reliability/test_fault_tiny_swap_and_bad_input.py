@@ -12,7 +12,9 @@ import re
 import aiohttp
 import pytest
 
-from server_probe import SHOW_SWAP_GAUGES, gauges, post_json, stream_completion, token_prompt, wait_until_idle
+from server_probe import gauges, post_json, stream_completion, token_prompt, wait_until_idle
+
+from vllm_cfs.bench.server_metrics import SHOW_SWAP_GAUGES
 from vllm_cfs.sim.server import ServerOptions, simulated_server
 
 MAX_MODEL_LEN = 1024

@@ -8,6 +8,7 @@ import urllib.request
 import openai
 import pytest
 
+from vllm_cfs.bench.server_metrics import read_gauges
 from vllm_cfs.sim.server import ServerOptions, simulated_server
 
 SCHEDULER = "vllm_cfs.CFSScheduler"
@@ -59,9 +60,7 @@ def test_n_samples(server, client):
 
 
 def _gpu_kv_usage(base_url):
-    with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return float(re.search(r"^vllm:gpu_cache_usage_perc\{[^}]*\} (\S+)$", text, re.M).group(1))
+    return read_gauges(base_url, ["vllm:gpu_cache_usage_perc"])["vllm:gpu_cache_usage_perc"]
 
 
 def test_kv_usage_rises_under_load_and_stats_are_logged(server):
