@@ -210,7 +210,7 @@ class CFSScheduler(Scheduler):
         budget, so that no request is evicted for a prefill that could not run now); when they do
         not suffice, running requests whose key is strictly larger than the contender's are
         chosen as victims, largest first. A contender that cannot fit even then ends the search,
-        and its tentative victims stay.
+        and the victims tentatively chosen for it keep running.
         """
         by_key = sorted(self.running, key=cfs_key)
         free_blocks = self.block_manager.get_num_free_gpu_blocks()
