@@ -121,8 +121,9 @@ def parse_args(argv):
     parser.add_argument("--interval", type=int, default=10,
                         help="CFS_INTERVAL for the server; 0 = vLLM's FCFS (default: %(default)s)")
     parser.add_argument("--num-gpu-blocks", type=int, default=1282,
-                        help="GPU KV blocks; the default, about what the reference two A100-40GB hold, "
-                             "makes the burst overflow the GPU so that CFS swaps; 0 = what the profile holds")
+                        help="GPU KV blocks; the default (the reference A100-40GB pair's cache before the "
+                             "recalibration, now 1028) makes the burst overflow the GPU so that CFS swaps; "
+                             "0 = what the profile holds")
     parser.add_argument("--swap-space", type=float, default=16, help="CPU swap space per GPU, GiB (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800, help="per-request timeout, s (default: %(default)s)")
     parser.add_argument("--max-rss-growth-mib", type=float, default=2048,
