@@ -9,9 +9,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HW2 = REPO / "hw2"
-# 12 prompts of 1500 tokens overfill the simulated GPUs' KV cache: requests wait under FCFS and
-# CFS has something to preempt.
-BURST_ENV = {"NUM_PROMPTS": "12", "REQUEST_RATE": "inf", "SEED": "3"}
+# 20 prompts of 1500 tokens overfill the simulated GPUs' KV cache (10 fit): requests wait under
+# FCFS and CFS has something to preempt. Two waves of 10 make a burst last about 20 s, so vLLM's
+# stats line (every 5 s) shows both the full cache with requests pending and the drained queue.
+BURST_ENV = {"NUM_PROMPTS": "20", "REQUEST_RATE": "inf", "SEED": "3"}
 BURST_ARGS = ["--dataset-name", "random", "--random-input-len", "1500", "--random-output-len", "100"]
 
 
