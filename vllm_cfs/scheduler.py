@@ -36,8 +36,9 @@ from vllm.core.scheduler import (
     SchedulingBudget,
 )
 from vllm.logger import init_logger
-from vllm.sequence import SequenceGroup, SequenceStatus
+from vllm.sequence import Sequence, SequenceGroup, SequenceStatus
 
+from vllm_cfs.block_pools import blocks_on_cpu, return_to_gpu_pool
 from vllm_cfs.settings import CFSConfigError, read_cfs_interval, read_min_granularity
 
 # Under vLLM's logger, so that `vllm serve` prints our lines with its own, in its format; a
@@ -143,6 +144,12 @@ class CFSScheduler(Scheduler):
         else:
             self.cfs_stats.preempted_by_recompute += 1
         return mode
+
+    def free_seq(self, seq: Sequence) -> None:
+        """Overridden because vLLM 0.9.0 files a swapped-out request's block objects in the wrong pool."""
+        swapped_out = blocks_on_cpu(self.block_manager, seq)
+        super().free_seq(seq)
+        return_to_gpu_pool(self.block_manager, swapped_out)
 
     # ------------------------------------------------------------------ the CFS step
 

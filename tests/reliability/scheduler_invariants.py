@@ -167,3 +167,8 @@ class SchedulerChecker:
         assert bm.get_num_free_cpu_blocks() == self.num_cpu_blocks
         # Only what went out can come back; aborts may leave swapped-out KV never swapped in.
         assert self.swap_in_blocks <= self.swap_out_blocks
+        # Each allocator's block objects are all back in its own object pool, each once (vLLM
+        # 0.9.0 alone files a swapped request's objects in the CPU pool when it is aborted).
+        for device in (Device.GPU, Device.CPU):
+            pool = bm.block_allocator._allocators[device]._block_pool
+            assert sorted(pool._free_ids) == list(range(pool._pool_size)), f"{device.name} object pool"

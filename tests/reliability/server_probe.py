@@ -36,6 +36,36 @@ def wait_until_idle(base_url: str, timeout_s: float = 30.0) -> Dict[str, float]:
         time.sleep(0.5)
 
 
+async def signal_swap_out(base_url: str, swapped_out: asyncio.Event, seen: Dict[str, float]) -> None:
+    """Set ``swapped_out`` (and fill ``seen`` with the gauges) once a request sits in CPU memory."""
+    while not swapped_out.is_set():
+        reading = await asyncio.to_thread(gauges, base_url)
+        if reading.get("vllm:num_requests_swapped", 0) > 0 and reading.get("vllm:cpu_cache_usage_perc", 0) > 0:
+            seen.update(reading)
+            swapped_out.set()
+        await asyncio.sleep(0.05)
+
+
+async def hang_up_once_swapped(base_url: str, model: str,
+                               requests: List[tuple[int, List[int], int, Optional[int]]]):
+    """Stream ``(index, prompt, max_tokens, hang_up_after_tokens)`` requests at once; those with
+    no token count hang up as soon as the gauges show a request swapped out. Returns the results
+    and the gauges read at that moment (empty if nothing was swapped out)."""
+    swapped_out = asyncio.Event()
+    seen: Dict[str, float] = {}
+    async with aiohttp.ClientSession() as session:
+        watcher = asyncio.create_task(signal_swap_out(base_url, swapped_out, seen))
+        results = await asyncio.gather(*(
+            stream_completion(session, base_url, model, index, prompt, max_tokens,
+                              hang_up_after_tokens=after,
+                              hang_up_when=swapped_out if after is None else None)
+            for index, prompt, max_tokens, after in requests))
+        if watcher.done():
+            watcher.result()  # surfaces a failed watch
+        watcher.cancel()
+    return results, seen
+
+
 def last_cfs_stats(log_text: str) -> Dict[str, int]:
     """The CFS scheduler's counters from the last "CFS stats:" line of the server log."""
     lines = CFS_STATS_LINE.findall(log_text)

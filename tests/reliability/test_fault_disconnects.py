@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from server_probe import (
-    gauges,
+    hang_up_once_swapped,
     last_cfs_stats,
     stream_completion,
     token_prompt,
@@ -38,30 +38,8 @@ def server(tmp_path_factory):
 async def leave_mid_stream(server):
     """EARLY + LATE long requests (about 28 blocks each); returns their results and the gauges
     read when the late ones hung up."""
-    swapped_out = asyncio.Event()
-    seen = {}
-
-    async def watch():
-        while not swapped_out.is_set():
-            reading = await asyncio.to_thread(gauges, server.base_url)
-            if (reading.get("vllm:num_requests_swapped", 0) > 0
-                    and reading.get("vllm:cpu_cache_usage_perc", 0) > 0):
-                seen.update(reading)
-                swapped_out.set()
-            await asyncio.sleep(0.05)
-
-    async with aiohttp.ClientSession() as session:
-        watcher = asyncio.create_task(watch())
-        results = await asyncio.gather(*(
-            stream_completion(session, server.base_url, server.served_model_name, i,
-                              token_prompt(120, i), max_tokens=320,
-                              hang_up_after_tokens=3 if i < EARLY else None,
-                              hang_up_when=None if i < EARLY else swapped_out)
-            for i in range(EARLY + LATE)))
-        if watcher.done():
-            watcher.result()  # surfaces a failed watch
-        watcher.cancel()
-    return results, seen
+    return await hang_up_once_swapped(server.base_url, server.served_model_name, [
+        (i, token_prompt(120, i), 320, 3 if i < EARLY else None) for i in range(EARLY + LATE)])
 
 
 async def complete(server, count):

@@ -12,12 +12,20 @@ import re
 import aiohttp
 import pytest
 
-from server_probe import gauges, post_json, stream_completion, token_prompt, wait_until_idle
+from server_probe import (
+    gauges,
+    hang_up_once_swapped,
+    post_json,
+    stream_completion,
+    token_prompt,
+    wait_until_idle,
+)
 
 from vllm_cfs.bench.server_metrics import SHOW_SWAP_GAUGES
 from vllm_cfs.sim.server import ServerOptions, simulated_server
 
 MAX_MODEL_LEN = 1024
+ROUNDS_LEAVING_WHILE_SWAPPED = 4
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +91,28 @@ def test_server_keeps_serving_after_bad_requests(server):
     results = asyncio.run(burst(server, [(30, 12), (700, 12)]))
     assert [(r.status, r.completion_tokens) for r in results] == [(200, 12), (200, 12)]
     assert gauges(server.base_url)["vllm:num_requests_waiting"] == 0
+
+
+def test_clients_leaving_while_swapped_out_leave_later_swap_outs_working(server):
+    """vLLM 0.9.0 alone dies here (IndexError in the block manager, see vllm_cfs/block_pools.py):
+    a request aborted while swapped out leaves its block objects' ids in the CPU allocator's
+    object pool (52 objects for these 13 CPU blocks), and a later swap-out indexes past it."""
+    log_start = len(server.log_text())
+    swapped_rounds = 0
+    for round_ in range(ROUNDS_LEAVING_WHILE_SWAPPED):
+        first = 1000 + 100 * round_
+        # 8 requests of 7 blocks at once that grow to 19: the GPU's 64 blocks overflow, a victim
+        # goes to CPU memory, and then every client hangs up, the swapped one's too.
+        results, at_hang_up = asyncio.run(hang_up_once_swapped(
+            server.base_url, server.served_model_name,
+            [(i, token_prompt(100, i), 200, None) for i in range(first, first + 8)]))
+        assert [r.status for r in results] == [200] * 8, [r.error for r in results]
+        swapped_rounds += bool(at_hang_up)
+        idle = wait_until_idle(server.base_url)
+        assert idle["vllm:gpu_cache_usage_perc"] == 0 and idle["vllm:cpu_cache_usage_perc"] == 0
+    assert swapped_rounds == ROUNDS_LEAVING_WHILE_SWAPPED
+    # Swap-outs after those aborts: the undersized-swap burst again completes in full.
+    requests = [(40 + 13 * (i % 5), 60 + 7 * (i % 9)) for i in range(24)]
+    results = asyncio.run(burst(server, requests))
+    assert [(r.status, r.completion_tokens) for r in results] == [(200, m) for _, m in requests]
+    assert "Traceback" not in server.log_text()[log_start:]

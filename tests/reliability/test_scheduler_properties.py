@@ -80,20 +80,8 @@ def scenarios(draw) -> Scenario:
         requests.append(TraceRequest(f"r{i}", arrival, prompt_len, max_tokens, n=n))
     aborts = draw(st.lists(st.builds(Abort, st.integers(0, 120), st.sampled_from(QUEUES),
                                      st.integers(0, 9)), max_size=4))
-    if aborts:
-        # Clear of a vLLM 0.9.0 bug (test_scheduler_regressions.py, xfail): aborting a swapped
-        # request gives its GPU-pool block objects to the CPU allocator's object pool (4 per
-        # CPU block), and a later swap-out indexes past it once a foreign id is too large.
-        # Ids in use stay below GPU + CPU blocks + those leaked by aborts, so a CPU pool this
-        # large (or none) cannot be hit; swap exhaustion with small CPU pools is drawn without
-        # aborts.
-        most_blocks = max(r.n * -(-(r.prompt_len + r.max_tokens) // BLOCK_SIZE) for r in requests)
-        safe = -(-(num_gpu_blocks + 4 * most_blocks + 1) // 3)
-        no_swap_space = draw(st.integers(0, 3)) == 0
-        num_cpu_blocks = 0 if no_swap_space else draw(st.integers(safe, safe + 48))
-    else:
-        # From none at all (every swap preemption falls back to recompute) to plenty.
-        num_cpu_blocks = draw(st.integers(0, 48))
+    # From none at all (every swap preemption falls back to recompute) to plenty.
+    num_cpu_blocks = draw(st.integers(0, 48))
     pools = Pools(num_gpu_blocks=num_gpu_blocks, num_cpu_blocks=num_cpu_blocks,
                   max_num_seqs=max_num_seqs, max_model_len=max_model_len,
                   max_num_batched_tokens=max_model_len, preemption_mode=preemption_mode)

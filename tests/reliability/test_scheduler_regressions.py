@@ -1,6 +1,6 @@
 """Minimal traces of scheduler bugs that the property tests found, kept as plain tests."""
 
-import pytest
+from vllm.utils import Device
 
 from vllm_cfs.lab.trace import Pools, TraceDriver, TraceRequest, make_scheduler
 from vllm_cfs.scheduler import CFSScheduler
@@ -35,20 +35,22 @@ def test_recompute_victim_at_queue_head_does_not_take_a_new_arrivals_room(monkey
     assert {rid: o.output_tokens for rid, o in outcomes.items()} == {"r0": 12, "r1": 1}
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason=(
-    "vLLM 0.9.0 bug: freeing a swapped-out sequence returns its GPU-pool Block objects to the "
-    "CPU allocator's object pool; a later swap-out then indexes past that pool"))
+def _object_pools(scheduler):
+    allocators = scheduler.block_manager.block_allocator._allocators
+    return allocators[Device.GPU]._block_pool, allocators[Device.CPU]._block_pool
+
+
 def test_abort_while_swapped_then_swap_out_again(monkeypatch):
-    """Found by the property tests (4000-trace search); reported to the lead.
+    """Found by the property tests (4000-trace search): a vLLM 0.9.0 bug, guarded by free_seq.
 
     The V0 block manager's Block objects come from the GPU allocator's BlockPool (4 objects per
     GPU block) and keep their pool ids when swapped to CPU. Aborting a request while it is
     swapped out frees those objects through the CPU allocator, whose BlockPool (4 per CPU
-    block) takes their ids into its free list. Here: GPU blocks 12 (pool ids 0-47), CPU blocks 2
+    block) took their ids into its free list. Here: GPU blocks 12 (pool ids 0-47), CPU blocks 2
     (pool ids 0-7); "small" holds objects 10 and 11, is swapped out at step 2 and aborted; when
-    "c" is swapped out later the CPU pool hands out id 11 and indexes past its 8 objects.
+    "c" was swapped out later, the CPU pool handed out id 11 and indexed past its 8 objects.
     In a server: a client that disconnects while its request is swapped out, then a later
-    swap-out, with a CPU pool small next to the GPU one: the engine step raises.
+    swap-out, with a CPU pool small next to the GPU one: the engine step raised IndexError.
     """
     monkeypatch.setenv("CFS_INTERVAL", "2")
     monkeypatch.delenv("CFS_MIN_GRANULARITY", raising=False)
@@ -58,10 +60,21 @@ def test_abort_while_swapped_then_swap_out_again(monkeypatch):
              TraceRequest("hog", 10, prompt_len=170, max_tokens=20),
              TraceRequest("c", 10, prompt_len=10, max_tokens=40)]
     driver = TraceDriver(make_scheduler(CFSScheduler, pools), trace)
+    gpu_pool, cpu_pool = _object_pools(driver.scheduler)
+    gpu_objects, cpu_objects = len(gpu_pool._free_ids), len(cpu_pool._free_ids)
     driver.run_step()
     driver.run_step()
     assert [g.request_id for g in driver.scheduler.swapped] == ["small"]
+    held = [b.pool_id for b in driver.scheduler.block_manager.block_tables[
+        driver.scheduler.swapped[0].seqs[0].seq_id].blocks]
     driver.abort("small")
-    driver.run()  # raises IndexError in the block manager's swap-out of "c"
+    assert set(held) <= set(gpu_pool._free_ids) and not set(held) & set(cpu_pool._free_ids)
+    outcomes = driver.run()
+    assert driver.scheduler.cfs_stats.preempted_by_swap >= 2
+    assert {rid: o.output_tokens for rid, o in outcomes.items() if rid != "small"} == \
+        {"big": 5, "hog": 20, "c": 40}
     bm = driver.scheduler.block_manager
     assert bm.get_num_free_gpu_blocks() == 12 and bm.get_num_free_cpu_blocks() == 2
+    # Every block object is back in the pool it came from, each id once.
+    assert sorted(gpu_pool._free_ids) == list(range(gpu_objects))
+    assert sorted(cpu_pool._free_ids) == list(range(cpu_objects))
