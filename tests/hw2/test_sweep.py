@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from hw2_scripts import HW2, group_is_gone, run_script, server_groups
+from hw2_scripts import BURST_ENV, HW2, group_is_gone, run_script, server_groups
 
 from vllm_cfs.analysis.server_log import MARKER, read_server_log
 from vllm_cfs.bench.results import RunResult
@@ -18,7 +18,7 @@ def test_a_sweep_writes_every_file_and_leaves_no_server(sweep):
                      "server_p0.log", "server_p10.log"]
     for interval in (0, 10):
         result = RunResult.load(sweep.task32 / f"p{interval}_r1.json")
-        assert result.summary.completed == 12 and result.summary.failed == 0
+        assert result.summary.completed == int(BURST_ENV["NUM_PROMPTS"]) and result.summary.failed == 0
         assert result.setup["label"] == f"p{interval}_r1"
         assert result.setup["gpu"] == "simulated GPU (a100-40gb x2)"
         assert (sweep.task32 / f"p{interval}_r1.txt").read_text().count("P99 TTFT (ms):") == 1
@@ -37,7 +37,7 @@ def test_env_txt_records_versions_gpu_and_settings(sweep):
     assert env["vllm"] == "0.9.0"
     assert env["intervals"] == "0 10"
     assert env["runs_per_interval"] == "1"
-    assert env["num_prompts"] == "12"
+    assert env["num_prompts"] == BURST_ENV["NUM_PROMPTS"]
     assert env["preemption_mode"] == "swap" and env["tensor_parallel_size"] == "2"
     assert "--random-input-len 1500" in env["client_args"]
 
