@@ -5,13 +5,17 @@ whole measurement: some running, the rest waiting or swapped. After a warm-up, e
 ``schedule()`` is timed with the process CPU clock. Printed per request count: the median and
 the mean (which includes the rarer CFS steps and their swap bookkeeping) over the measured
 steps, and the median per scheduled sequence with the mean batch size, since the two policies
-keep batches of different sizes.
+keep batches of different sizes. ``--profile`` also says how much of each policy's time goes to
+vLLM's block-id lookup during swaps (``NaiveBlockAllocator.get_physical_block_id``, which sorts
+the whole block pool on every call), the cost that grows with the swapping CFS does.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import random
 import statistics
 import sys
@@ -28,6 +32,21 @@ class Timing:
     # different sizes, and a larger batch costs more to schedule.
     median_us_per_seq: float
     mean_batch: float
+    # Share of the measured steps' time in vLLM's swap block-id lookup (--profile only).
+    lookup_share: float | None = None
+
+
+LOOKUP = ("naive_block.py", "get_physical_block_id")
+
+
+def lookup_share(profile: cProfile.Profile) -> float:
+    """Cumulative time in the block-id lookup over the time in ``Scheduler.schedule``."""
+    stats = pstats.Stats(profile).stats
+    lookup = sum(cumtime for (path, _, name), (_, _, _, cumtime, _) in stats.items()
+                 if path.endswith(LOOKUP[0]) and name == LOOKUP[1])
+    total = sum(cumtime for (path, _, name), (_, _, _, cumtime, _) in stats.items()
+                if path.endswith("core/scheduler.py") and name == "schedule")
+    return lookup / total if total else 0.0
 
 
 def build_trace(num_requests: int, seed: int) -> list[TraceRequest]:
@@ -36,19 +55,21 @@ def build_trace(num_requests: int, seed: int) -> list[TraceRequest]:
             for i in range(num_requests)]
 
 
-def time_policy(scheduler_cls, trace, pools: Pools, warmup: int, steps: int) -> Timing:
+def time_policy(scheduler_cls, trace, pools: Pools, warmup: int, steps: int,
+                profile: bool = False) -> Timing:
     driver = TraceDriver(make_scheduler(scheduler_cls, pools), trace)
     for _ in range(warmup):
         driver.run_step()
     samples, per_seq, batch = [], [], []
+    profiler = cProfile.Profile() if profile else None
     for _ in range(steps):
-        outputs = driver.run_step()
+        outputs = profiler.runcall(driver.run_step) if profiler else driver.run_step()
         micros = driver.last_schedule_cpu_ns / 1000
         samples.append(micros)
         batch.append(len(outputs.scheduled_seq_groups))
         per_seq.append(micros / max(1, batch[-1]))
     return Timing(statistics.median(samples), statistics.mean(samples), statistics.median(per_seq),
-                  statistics.mean(batch))
+                  statistics.mean(batch), lookup_share(profiler) if profiler else None)
 
 
 def main(argv=None) -> int:
@@ -59,6 +80,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=40, help="unmeasured steps first (default 40)")
     parser.add_argument("--steps", type=int, default=200, help="measured steps (default 200)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true",
+                        help="also print the share of time in vLLM's swap block-id lookup "
+                             "(a separate profiled run; its timings are not the table's)")
     args = parser.parse_args(argv)
     if args.interval < 1 or args.steps < 1 or args.warmup < 0 or min(args.requests) < 1:
         parser.error("--interval, --steps and --requests must be positive, --warmup >= 0")
@@ -87,6 +111,11 @@ def main(argv=None) -> int:
               f"{fcfs.median_us_per_seq:>12.1f} {cfs.median_us_per_seq:>11.1f} "
               f"{cfs.median_us_per_seq / fcfs.median_us_per_seq:>6.2f} "
               f"{fcfs.mean_batch:>11.1f} {cfs.mean_batch:>10.1f}")
+        if args.profile:
+            shares = [time_policy(cls, trace, pools, args.warmup, args.steps, profile=True).lookup_share
+                      for cls in (Scheduler, CFSScheduler)]
+            print(f"{'':>8} share of time in vLLM's {LOOKUP[1]} (profiled run): "
+                  f"fcfs {shares[0]:.0%}, cfs {shares[1]:.0%}")
     if 256 in ratios:
         print(f"cfs/fcfs schedule() time ratio at 256 requests: {ratios[256]:.2f}")
     return 0
