@@ -28,8 +28,7 @@ def blocks_on_cpu(block_manager, seq: Sequence) -> List[Block]:
         return []
     num_gpu_blocks = block_manager.block_allocator.get_num_total_blocks(Device.GPU)
     # CpuGpuBlockAllocator numbers GPU blocks first, then CPU blocks.
-    blocks = [b for b in table.blocks if b.block_id is not None]
-    return blocks if blocks and blocks[0].block_id >= num_gpu_blocks else []
+    return [b for b in table.blocks if b.block_id is not None and b.block_id >= num_gpu_blocks]
 
 
 def return_to_gpu_pool(block_manager, freed: List[Block]) -> None:
