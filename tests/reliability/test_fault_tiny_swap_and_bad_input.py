@@ -1,5 +1,6 @@
 """Faults end to end on the real vLLM OpenAI server (simulated H200s): swap space far too small
-for CFS's victims, and requests the model cannot take.
+for CFS's victims, requests the model cannot take, and clients that leave while their request
+sits in that small swap space.
 
 One server for the module: CFS every 2 steps, 64 GPU blocks (1024 tokens) so that a small
 burst overflows the GPU, and 0.02 GiB of swap space: 13 CPU blocks of 1.5 MiB, room for one
