@@ -95,6 +95,16 @@ def codellama_34b_dir(cache_dir: Path | None = None, rebuild: bool = False) -> P
     return target
 
 
+def local_model_dir(model: str) -> Path | None:
+    """The local folder behind a model argument: the folder itself, the shipped CodeLlama-34B
+    folder for its hub id (built on first use), or None for any other hub id."""
+    if Path(model).expanduser().is_dir():
+        return Path(model).expanduser()
+    if model == SERVED_MODEL_NAME:
+        return codellama_34b_dir()
+    return None
+
+
 def _training_text() -> Iterator[str]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     for path in sorted(stdlib.glob("*.py")):
