@@ -19,9 +19,11 @@ from vllm_cfs.sim.model_dir import codellama_34b_dir
 from vllm_cfs.sim.server import ServerOptions, simulated_server
 
 # 12 prompts of 1500 tokens need more KV blocks than the simulated 2 x A100-40GB has left after
-# the weights, so requests wait (Pending) and CFS swaps some out.
+# the weights, so requests wait and CFS swaps some out. vLLM logs a stats line every 5 s at a phase
+# the test cannot choose: 250 output tokens keep the first burst busy for well over 10 s of
+# modelled time, so it logs at least two lines; the second burst (200 steps) at least one.
 FIRST_BURST = WorkloadConfig("random", num_prompts=12, request_rate=math.inf, seed=3,
-                             random_input_len=1500, random_output_len=100)
+                             random_input_len=1500, random_output_len=250)
 SECOND_BURST = WorkloadConfig("random", num_prompts=4, request_rate=math.inf, seed=4,
                               random_input_len=64, random_output_len=200)
 

@@ -59,16 +59,19 @@ def test_stats_lines_follow_the_bursts(served_log):
     for samples, size in ((first, burst_sizes[0]), (second, burst_sizes[1])):
         assert all(s.running + s.swapped + s.pending <= size for s in samples)
         assert all(0 <= s.gpu_kv_pct <= 100 and 0 <= s.cpu_kv_pct <= 100 for s in samples)
-    # The first burst needs more KV than the GPU has: requests waited, and CFS swapped some out.
-    assert max(s.pending for s in first) > 0
-    assert max(s.swapped for s in first) > 0
-    assert all((s.cpu_kv_pct > 0) == (s.swapped > 0) for s in first)
+    # Each line is a 5-second sample, so which queue it catches a request in is timing; what every
+    # line must show is one consistent moment: KV in CPU memory exactly while requests sit swapped.
+    assert all((s.cpu_kv_pct > 0) == (s.swapped > 0) for s in log.stats)
+    # Only the step that ends a burst can log an empty system, so a burst of two lines logs a busy one.
+    assert any(s.running + s.swapped + s.pending > 0 for s in first)
     assert sum(s.generation_throughput for s in first) > 0
 
 
 def test_cfs_counters_are_read_from_the_log(served_log):
     log = read_server_log(served_log.path)
 
+    # The first burst needs more KV than the GPU has: at the first CFS step new arrivals are waiting,
+    # so CFS swaps running requests out (the counters, unlike the stats lines, miss nothing).
     counters = log.for_run(1).cfs
     assert counters
     last = counters[-1]

@@ -117,9 +117,13 @@ def test_answers_cite_numbers_that_the_inputs_give(sweep):
     first_at_peak = next(s for s in stats if s.gpu_kv_pct == peak)
     assert (float(pct), int(running), int(swapped), int(pending)) == \
         (peak, first_at_peak.running, first_at_peak.swapped, first_at_peak.pending)
-    first_waiting = next(s for s in stats if s.pending > 0)
+    # Stats lines are 5-second samples: check the waiting span in whichever form this log supports.
+    first_waiting = next((s for s in stats if s.pending > 0), None)
+    if first_waiting is None:
+        assert "no stats line showed a pending request" in memory
+        return
     cleared = next((s for s in stats if s.time > first_waiting.time and s.pending == 0), None)
-    if cleared is None:  # a short run can end before vLLM logs another stats line
+    if cleared is None:
         start, waited_pending = _number(
             r"requests waited from ([\d:]+) \(Pending (\d+)\) and the log never showed Pending 0 again", memory)
         assert (start, int(waited_pending)) == (first_waiting.time.strftime("%H:%M:%S"), first_waiting.pending)
@@ -166,8 +170,10 @@ def test_answers_follow_from_this_runs_evidence(sweep):
         assert (answer.choice, answer.derived) == (choice, True), answer.reason
     cfs = RunResult.load(sweep.task32 / "p10_r1.json")
     fcfs = RunResult.load(sweep.task32 / "p0_r1.json")
-    assert max(s.swapped for s in read_server_log(sweep.task32 / "server_p10.log").for_run(1).stats) > 0
-    assert cfs.records[-1].ttft_s < fcfs.records[-1].ttft_s
+    # The scheduler's counters, not a sampled stats line, show that CFS swapped requests out.
+    counters = read_server_log(sweep.task32 / "server_p10.log").for_run(1).cfs[-1]
+    assert counters.get("preempted_by_swap") > 0 and counters.get("blocks_swapped_out") > 0
+    assert max(r.ttft_s for r in cfs.records) < max(r.ttft_s for r in fcfs.records)
     # The sweep has no intervals 5 and 40, so the trend question says this run cannot decide it.
     assert not by_number[("3.2 (sweep)", 4)].derived
     assert "interval 5 -> 10: not in this sweep" in text

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hw2_scripts import BURST_ENV, HW2, group_is_gone, run_script, server_groups
 
@@ -44,14 +42,13 @@ def test_env_txt_records_versions_gpu_and_settings(sweep):
 
 def test_a_server_that_dies_during_start_stops_the_sweep(tmp_path):
     out = tmp_path / "results"
-    started = time.monotonic()
     process = run_script(str(HW2 / "sweep.sh"), "--intervals", "0", "--runs", "1", "--out", str(out),
-                         "--startup-timeout", "120", env={"SIM_GPU": "no-such-gpu"})
-    elapsed = time.monotonic() - started
+                         "--startup-timeout", "300", env={"SIM_GPU": "no-such-gpu"})
 
     assert process.returncode == 1
     assert "did not start" in process.stderr.splitlines()[-1]
-    assert elapsed < 120
+    # Stopped by the server's exit, not by the start-up timeout.
+    assert "server exited during start" in process.stderr and "not healthy" not in process.stderr
     log = out / "server_p0.log"
     assert "no-such-gpu" in log.read_text()  # the log is kept and says why
     assert all(group_is_gone(g) for g in server_groups(process.stderr))
