@@ -150,9 +150,11 @@ def _first_exchange(conversation: dict[str, Any]) -> Optional[tuple[str, str]]:
 
 
 def sharegpt_prompts(n: int, tokenizer: Tokenizer, rng: random.Random,
-                     path: Path | str | None = None) -> tuple[list[Prompt], str]:
+                     path: Path | str | None = None, output_len: Optional[int] = None) -> tuple[list[Prompt], str]:
     """n prompts drawn from ShareGPT, with the reply's token count as output length.
 
+    ``output_len`` replaces every reply's length (vLLM's ``--sharegpt-output-len``); the length
+    filter then judges the pair by that length and no longer asks for a minimum reply.
     Returns the prompts and a one-line description of the source for reports.
     """
     path = Path(path) if path else packaged_sharegpt_path()
@@ -165,8 +167,13 @@ def sharegpt_prompts(n: int, tokenizer: Tokenizer, rng: random.Random,
         if exchange is None:
             continue
         prompt_tokens = count_tokens(tokenizer, exchange[0])
-        output_tokens = len(tokenizer.encode(exchange[1], add_special_tokens=False))
-        if prompt_tokens < MIN_TOKENS or output_tokens < MIN_TOKENS:
+        if output_len is None:
+            output_tokens = len(tokenizer.encode(exchange[1], add_special_tokens=False))
+            if output_tokens < MIN_TOKENS:
+                continue
+        else:
+            output_tokens = output_len
+        if prompt_tokens < MIN_TOKENS:
             continue
         if prompt_tokens > MAX_PROMPT_TOKENS or prompt_tokens + output_tokens > MAX_TOTAL_TOKENS:
             continue
@@ -177,7 +184,8 @@ def sharegpt_prompts(n: int, tokenizer: Tokenizer, rng: random.Random,
     if len(prompts) < n:
         raise WorkloadError(f"{path}: only {len(prompts)} of {len(dump.conversations)} conversations pass "
                             f"the length filter, fewer than the {n} requested")
-    return prompts, f"sharegpt ({path.name}: {len(dump.conversations)} complete conversations{cut})"
+    lengths = f", {output_len} output tokens each" if output_len is not None else ""
+    return prompts, f"sharegpt ({path.name}: {len(dump.conversations)} complete conversations{cut}{lengths})"
 
 
 # --- HumanEval ------------------------------------------------------------------------------
@@ -217,18 +225,25 @@ def length_range(length: int, range_ratio: float) -> tuple[int, int]:
 
 
 def random_prompts(n: int, tokenizer: Tokenizer, rng: random.Random, input_len: int, output_len: int,
-                   range_ratio: float = 0.0) -> tuple[list[Prompt], str]:
-    """n prompts of random words with lengths around input_len and output_len."""
+                   range_ratio: float = 0.0, prefix_len: int = 0) -> tuple[list[Prompt], str]:
+    """n prompts of random words with lengths around input_len and output_len.
+
+    With ``prefix_len`` (vLLM's ``--random-prefix-len``) every prompt starts with the same
+    prefix_len random tokens, drawn once, before its own input_len-ish tokens.
+    """
     vocabulary = _word_tokens(tokenizer)
     added = count_tokens(tokenizer, "")  # BOS and the like, counted in the prompt length
     in_lo, in_hi = length_range(input_len, range_ratio)
     out_lo, out_hi = length_range(output_len, range_ratio)
+    # Drawn only when asked for, so that runs without a prefix keep their seeded prompts.
+    prefix = _text_of_tokens(tokenizer, prefix_len, vocabulary, rng) if prefix_len > 0 else ""
     prompts = []
     for _ in range(n):
         target = rng.randint(in_lo, in_hi)
-        text = _text_of_tokens(tokenizer, max(1, target - added), vocabulary, rng)
+        text = prefix + _text_of_tokens(tokenizer, max(1, target - added), vocabulary, rng)
         prompts.append(Prompt(text, count_tokens(tokenizer, text), rng.randint(out_lo, out_hi)))
-    return prompts, f"random (input {in_lo}-{in_hi} tokens, output {out_lo}-{out_hi} tokens)"
+    shared = f", a shared prefix of {prefix_len} tokens" if prefix_len > 0 else ""
+    return prompts, f"random (input {in_lo}-{in_hi} tokens{shared}, output {out_lo}-{out_hi} tokens)"
 
 
 _WORD = re.compile(r" [A-Za-z]+")

@@ -46,7 +46,9 @@ class WorkloadConfig:
     random_input_len: int = 1024
     random_output_len: int = 128
     random_range_ratio: float = 0.0
+    random_prefix_len: int = 0  # random tokens shared by every random prompt, before its own
     humaneval_output_len: Optional[int] = None  # default: each problem's reference-solution length
+    sharegpt_output_len: Optional[int] = None  # default: each reply's own length
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -61,8 +63,12 @@ class WorkloadConfig:
             raise WorkloadError("random input and output lengths must be at least 1 token")
         if not 0 <= self.random_range_ratio < 1:
             raise WorkloadError(f"the random range ratio must be in [0, 1), got {self.random_range_ratio}")
+        if self.random_prefix_len < 0:
+            raise WorkloadError(f"the random prefix length must be at least 0, got {self.random_prefix_len}")
         if self.humaneval_output_len is not None and self.humaneval_output_len < 1:
             raise WorkloadError(f"the HumanEval output length must be at least 1, got {self.humaneval_output_len}")
+        if self.sharegpt_output_len is not None and self.sharegpt_output_len < 1:
+            raise WorkloadError(f"the ShareGPT output length must be at least 1, got {self.sharegpt_output_len}")
         if self.dataset_path is not None and self.dataset != "sharegpt":
             raise WorkloadError("a dataset path is only read for the sharegpt dataset")
 
@@ -96,12 +102,13 @@ def build_workload(config: WorkloadConfig, tokenizer: Tokenizer) -> Workload:
     arrival_rng = random.Random(f"vllm-cfs/{config.seed}/arrivals")
     n = config.num_prompts
     if config.dataset == "sharegpt":
-        prompts, source = sharegpt_prompts(n, tokenizer, prompt_rng, config.dataset_path)
+        prompts, source = sharegpt_prompts(n, tokenizer, prompt_rng, config.dataset_path, config.sharegpt_output_len)
     elif config.dataset == "humaneval":
         prompts, source = humaneval_prompts(n, tokenizer, prompt_rng, config.humaneval_output_len)
     else:
         prompts, source = random_prompts(n, tokenizer, prompt_rng, config.random_input_len,
-                                         config.random_output_len, config.random_range_ratio)
+                                         config.random_output_len, config.random_range_ratio,
+                                         config.random_prefix_len)
     offsets = arrival_offsets(n, config.request_rate, config.burstiness, arrival_rng)
     requests = [
         RequestSpec(i, p.text, p.prompt_tokens, p.output_tokens, offset)
