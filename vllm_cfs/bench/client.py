@@ -1,8 +1,10 @@
 """The burst client: streams ``/v1/completions`` of any OpenAI-compatible server and times every token.
 
-Requests go out at their issue offsets, in issue order, and run concurrently. Each asks for
-exactly its output length (``ignore_eos``, greedy) and for usage in the stream, so the server
-reports exact token counts. A request that fails (server unreachable, HTTP error, timeout, broken
+Requests go out at their issue offsets, in issue order, and run concurrently (at most
+``max_concurrency`` at a time when it is set: the others wait in the client, and their times
+start when they are sent). Each asks for exactly its output length (``ignore_eos``, greedy unless
+other sampling parameters are given) and for usage in the stream, so the server reports exact
+token counts. A request that fails (server unreachable, HTTP error, timeout, broken
 stream) becomes a failed record that says why; nothing is dropped.
 """
 
@@ -14,7 +16,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import aiohttp
 from tqdm import tqdm
@@ -31,6 +33,11 @@ class ClientConfig:
     model: str = "codellama/CodeLlama-34b-hf"
     timeout_s: float = 600.0  # per request, from sending it to the end of its stream
     progress: bool = True  # a progress bar on stderr
+    endpoint: str = "/v1/completions"  # appended to base_url
+    ignore_eos: bool = True  # False: the server may stop a request early at its end-of-sequence token
+    max_concurrency: Optional[int] = None  # requests in flight at once; None: no limit
+    # Sampling parameters sent with every request (temperature, top_p, top_k, min_p); greedy if none.
+    sampling: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 def run_burst(requests: Sequence[RequestSpec], config: ClientConfig, setup: dict[str, Any]) -> RunResult:
@@ -40,7 +47,9 @@ def run_burst(requests: Sequence[RequestSpec], config: ClientConfig, setup: dict
 
 async def run_burst_async(requests: Sequence[RequestSpec], config: ClientConfig,
                           setup: dict[str, Any]) -> RunResult:
-    url = config.base_url.rstrip("/") + "/v1/completions"
+    url = config.base_url.rstrip("/") + "/" + config.endpoint.lstrip("/")
+    # Created here, inside the running loop (one asyncio.run per burst).
+    slots = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
     ordered = sorted(requests, key=lambda spec: spec.index)
     # No connection cap: a burst must reach the server as issued, not queue inside the client.
     connector = aiohttp.TCPConnector(limit=0)
@@ -55,7 +64,7 @@ async def run_burst_async(requests: Sequence[RequestSpec], config: ClientConfig,
                 delay = origin + spec.issue_offset_s - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(_timed_request(session, url, spec, origin, config, bar)))
+                tasks.append(asyncio.create_task(_limited(slots, session, url, spec, origin, config, bar)))
             records = await asyncio.gather(*tasks)
             duration_s = time.perf_counter() - origin
     return RunResult.build(setup, start_time, duration_s, records)
@@ -69,11 +78,13 @@ class _Stream:
     first_token: Optional[float] = None
     last_token: Optional[float] = None
     itl_s: list[float] = dataclasses.field(default_factory=list)
+    text: list[str] = dataclasses.field(default_factory=list)
     token_chunks: int = 0
     usage: Optional[dict[str, Any]] = None
     finished: bool = False  # [DONE] seen
 
-    def on_text(self, now: float) -> None:
+    def on_text(self, now: float, text: str) -> None:
+        self.text.append(text)
         if self.first_token is None:
             self.first_token = now
         else:
@@ -82,17 +93,33 @@ class _Stream:
         self.token_chunks += 1
 
 
-async def _timed_request(session: aiohttp.ClientSession, url: str, spec: RequestSpec, origin: float,
-                         config: ClientConfig, bar: tqdm) -> RequestRecord:
-    payload = {
+async def _limited(slots: Optional[asyncio.Semaphore], session: aiohttp.ClientSession, url: str,
+                   spec: RequestSpec, origin: float, config: ClientConfig, bar: tqdm) -> RequestRecord:
+    if slots is None:
+        return await _timed_request(session, url, spec, origin, config, bar)
+    async with slots:
+        return await _timed_request(session, url, spec, origin, config, bar)
+
+
+def request_body(spec: RequestSpec, config: ClientConfig) -> dict[str, Any]:
+    """The /v1/completions request of one spec (streamed, with usage in the stream)."""
+    body = {
         "model": config.model,
         "prompt": spec.prompt,
         "max_tokens": spec.output_tokens,
         "temperature": 0.0,
-        "ignore_eos": True,
+        **config.sampling,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if config.ignore_eos:  # a vLLM extension: sent only when wanted, as vLLM's own client does
+        body["ignore_eos"] = True
+    return body
+
+
+async def _timed_request(session: aiohttp.ClientSession, url: str, spec: RequestSpec, origin: float,
+                         config: ClientConfig, bar: tqdm) -> RequestRecord:
+    payload = request_body(spec, config)
     stream = _Stream(sent=time.perf_counter())
     error = ""
     try:
@@ -135,8 +162,9 @@ async def _read_events(response: aiohttp.ClientResponse, stream: _Stream) -> str
             return f"malformed stream event: {_one_line(data.decode(errors='replace'))}"
         if "error" in event:
             return f"server error in stream: {_message_of(event)}"
-        if any(choice.get("text") for choice in choices):
-            stream.on_text(now)
+        text = "".join(c["text"] for c in choices if isinstance(c.get("text"), str))
+        if text:
+            stream.on_text(now, text)
         if isinstance(event.get("usage"), dict):
             stream.usage = event["usage"]
     if not stream.finished:
@@ -166,6 +194,7 @@ def _record(spec: RequestSpec, stream: _Stream, origin: float, end: float, error
         e2e_s=e2e,
         success=success,
         error=error,
+        generated_text="".join(stream.text),
     )
 
 

@@ -61,10 +61,13 @@ class RequestRecord:
     e2e_s: Optional[float]  # None when the request never completed
     success: bool
     error: str = ""
+    generated_text: str = ""  # what the stream carried; files from before it was kept have none
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RequestRecord":
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        # A field with a default may be missing (older files); a field without one may not.
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)
+                      if f.name in data or f.default is dataclasses.MISSING})
 
 
 @dataclasses.dataclass
@@ -144,8 +147,12 @@ class RunResult:
     def failed(self) -> list[RequestRecord]:
         return [r for r in self.records if not r.success]
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document as Python values (what ``to_json`` writes and ``from_json`` reads)."""
+        return {"schema": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
     def to_json(self) -> str:
-        document = {"schema": SCHEMA_VERSION, **dataclasses.asdict(self)}
+        document = self.to_dict()
         # Strict JSON (no NaN/Infinity) so any reader can load it; an infinite request rate is
         # written as the string "inf" by whoever builds the setup.
         return json.dumps(document, indent=1, allow_nan=False) + "\n"
