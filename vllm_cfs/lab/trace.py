@@ -103,7 +103,7 @@ class TraceDriver:
     groups: Dict[str, SequenceGroup] = field(default_factory=dict)
     # Process CPU time of the last schedule() call, for the scheduler benchmark.
     last_schedule_cpu_ns: int = 0
-    # When set, enabled around each schedule() call only (and not around the token loop).
+    # When set, profiles each schedule() call (and not the token loop around it).
     schedule_profiler: Optional[cProfile.Profile] = None
     # Called with what schedule() returned, before any token is emitted: the moment the worker
     # would run the step, so a checker sees exactly what the worker would see.
@@ -126,13 +126,12 @@ class TraceDriver:
         """Admit this step's arrivals, schedule once, and emit one token per scheduled sequence."""
         while self._pending and self._pending[0].arrival_step <= self.step:
             self._arrive(self._pending.pop(0))
-        if self.schedule_profiler is not None:
-            self.schedule_profiler.enable()
         started = time.process_time_ns()
-        metadata, outputs, _ = self.scheduler.schedule()
+        if self.schedule_profiler is None:
+            metadata, outputs, _ = self.scheduler.schedule()
+        else:
+            metadata, outputs, _ = self.schedule_profiler.runcall(self.scheduler.schedule)
         self.last_schedule_cpu_ns = time.process_time_ns() - started
-        if self.schedule_profiler is not None:
-            self.schedule_profiler.disable()
         # As LLMEngine.step does: forget the sample map entries of requests that have finished.
         for finished_id in self.scheduler.get_and_reset_finished_requests_ids():
             self.seq_id_to_seq_group.pop(finished_id, None)
