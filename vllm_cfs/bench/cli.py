@@ -14,10 +14,12 @@ The dialect is vllm as soon as any option that only vLLM's script has is given (
 ``--result-json`` every record (``vllm_cfs.bench.results``).
 
 vLLM options that cannot apply to this client are refused (``--profile``, ``--logprobs``,
-``--lora-modules``, other backends, datasets other than random and sharegpt) or, where vLLM
-itself would not act on them for a completions server, noted on stderr and ignored
-(``--trust-remote-code``, ``--tokenizer-mode``, ``--use-beam-search``, the options of
-datasets we do not have). Bad input is one line on stderr and exit code 2.
+``--lora-modules``, backends other than vllm and openai, vLLM's datasets other than random and
+sharegpt) or, where they would change nothing for a completions burst here, noted on stderr and
+ignored (``--trust-remote-code``, ``--tokenizer-mode``, ``--use-beam-search``, the options of
+datasets we do not have). ``--backend vllm`` and ``--backend openai`` send the same requests (as
+in vLLM's script, where both use one request function). Bad input is one line on stderr and
+exit code 2.
 """
 
 from __future__ import annotations
