@@ -1,6 +1,7 @@
 """GPU profiles: the shipped ones, user files in the agreed format, and clear errors."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -58,9 +59,12 @@ def test_unknown_profile_name_lists_the_choices():
 
 def test_plugin_inactive_without_the_variable(monkeypatch):
     monkeypatch.delenv(PROFILE_ENV, raising=False)
-    assert activate() is None
+    monkeypatch.delenv("VLLM_NO_USAGE_STATS", raising=False)
+    assert activate() is None  # so vLLM calls none of the platform's hooks: no model redirect either
+    assert "VLLM_NO_USAGE_STATS" not in os.environ
     monkeypatch.setenv(PROFILE_ENV, "h200")
     assert activate() == "vllm_cfs.sim.platform.SimulatedGPUPlatform"
+    assert os.environ["VLLM_NO_USAGE_STATS"] == "1"  # a simulated run reports no usage to vLLM
 
 
 def test_bad_profile_stops_vllm_with_one_line(tmp_path):

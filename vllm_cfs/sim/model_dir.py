@@ -5,7 +5,8 @@ serve: config.json (the architecture numbers of codellama/CodeLlama-34b-hf), gen
 and a 32000-token byte-level BPE tokenizer trained on text this machine already has (Python's
 standard library sources, the HumanEval prompts, the start of the ShareGPT dump). It is built at
 first use and cached under ``$VLLM_CFS_CACHE`` (default ``~/.cache/vllm-cfs``), in a folder
-keyed by a hash of the recipe, so changing the recipe builds a new one.
+keyed by a hash of the recipe, so changing the recipe builds a new one. On the simulated GPU,
+vLLM serves it for its hub id (``vllm serve codellama/CodeLlama-34b-hf``: vllm_cfs.sim.model_redirect).
 """
 
 from __future__ import annotations
@@ -95,14 +96,34 @@ def codellama_34b_dir(cache_dir: Path | None = None, rebuild: bool = False) -> P
     return target
 
 
+# The hub ids the simulator ships a folder for, each with the function that builds (once) and
+# returns that folder.
+SHIPPED_MODELS = {SERVED_MODEL_NAME: codellama_34b_dir}
+
+
+class UnknownModelError(ValueError):
+    """A model argument the simulated GPU cannot serve; the message is one line meant for the user."""
+
+
 def local_model_dir(model: str) -> Path | None:
-    """The local folder behind a model argument: the folder itself, the shipped CodeLlama-34B
-    folder for its hub id (built on first use), or None for any other hub id."""
+    """The local folder behind a model argument: the folder itself, the shipped folder of a hub id
+    in SHIPPED_MODELS (built on first use), or None for any other hub id."""
     if Path(model).expanduser().is_dir():
         return Path(model).expanduser()
-    if model == SERVED_MODEL_NAME:
-        return codellama_34b_dir()
+    if model in SHIPPED_MODELS:
+        return SHIPPED_MODELS[model]()
     return None
+
+
+def check_servable(model: str) -> None:
+    """Raise UnknownModelError unless the simulated GPU can serve ``model`` offline: a local
+    model folder, or a hub id it ships. Builds nothing."""
+    if Path(model).expanduser().is_dir() or model in SHIPPED_MODELS:
+        return
+    raise UnknownModelError(
+        f"the simulated GPU cannot serve {model!r}: it is not a local model folder, and the hub ids "
+        f"the simulator ships (offline, no weights) are: {', '.join(SHIPPED_MODELS)}"
+    )
 
 
 def _training_text() -> Iterator[str]:
@@ -173,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vllm_cfs.sim.model_dir",
         description="Build (once) and print the local CodeLlama-34B model folder for the simulated GPU "
-        f"(config.json + a locally trained tokenizer, no weights). Serve it with --served-model-name {SERVED_MODEL_NAME}.",
+        f"(config.json + a locally trained tokenizer, no weights). On the simulated GPU vLLM serves it "
+        f"for its hub id: VLLM_CFS_SIM_GPU=a100-40gb VLLM_USE_V1=0 vllm serve {SERVED_MODEL_NAME}",
     )
     parser.add_argument("--cache-dir", type=Path, help=f"where to cache it (default: ${CACHE_ENV} or ~/.cache/vllm-cfs)")
     parser.add_argument("--rebuild", action="store_true", help="build it again even if cached")

@@ -3,7 +3,9 @@
 Active only when ``VLLM_CFS_SIM_GPU`` names a GPU profile (a shipped name or a profile JSON
 path); otherwise ``activate`` returns None and vLLM picks the real hardware as usual. When
 active, vLLM's V0 engine, scheduler and OpenAI server run unchanged and the GPU's work is done
-by :class:`vllm_cfs.sim.executor.SimulatedExecutor`, in one process whatever the TP size.
+by :class:`vllm_cfs.sim.executor.SimulatedExecutor`, in one process whatever the TP size. The
+hub ids the simulator ships (``codellama/CodeLlama-34b-hf``) resolve offline to their local
+folders (vllm_cfs.sim.model_redirect); other ids are refused in one line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from vllm.logger import init_logger
 from vllm.platforms.interface import Platform, PlatformEnum
 
+from vllm_cfs.sim import model_redirect
 from vllm_cfs.sim.profile import PROFILE_ENV, ProfileError, load_profile
 
 if TYPE_CHECKING:
@@ -39,6 +42,9 @@ def activate() -> Optional[str]:
         # vLLM swallows exceptions from platform plugins and would quietly run without a GPU;
         # SystemExit is not an Exception, so the user sees this one line instead.
         raise SystemExit(f"error: {exc}") from None
+    # A simulated run is no GPU usage to report to vLLM's usage-stats server (the only address
+    # vLLM contacts once the model resolves offline), unless the user says otherwise.
+    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
     return f"{__name__}.SimulatedGPUPlatform"
 
 
@@ -59,8 +65,9 @@ class SimulatedGPUPlatform(Platform):
     device_name = f"cuda (simulated {profile_name})"
 
     def __init__(self) -> None:
-        # The one patch: vLLM has no hook for host memory, and checks the swap space against it
-        # while building its config (vllm.config binds vllm.utils.get_cpu_memory at import).
+        # A patch (the only other one is in model_redirect.install): vLLM has no hook for host
+        # memory, and checks the swap space against it while building its config (vllm.config
+        # binds vllm.utils.get_cpu_memory at import).
         import vllm.utils
 
         vllm.utils.get_cpu_memory = _simulated_host_memory
@@ -89,6 +96,12 @@ class SimulatedGPUPlatform(Platform):
 
     @classmethod
     def pre_register_and_update(cls, parser=None) -> None:
+        # Called with the parser while `vllm serve` builds its command line, and without one by
+        # EngineArgs.create_engine_config right before it builds the ModelConfig.
+        if parser is not None:
+            model_redirect.guard_model_arguments(parser)
+        else:
+            model_redirect.install()
         # vLLM inspects a lazily registered architecture in a fresh Python process, to keep CUDA out
         # of this one: ~15 s of imports on 2 cores, a third of the server's start. There is no CUDA
         # here, so register the Llama class itself and vLLM inspects it in this process (~3 s).
