@@ -34,8 +34,9 @@ gpu_description() {
     fi
 }
 
-# The model folder: the user's weights on real GPUs, else the local config+tokenizer folder of the
-# simulator (built once, cached).
+# The model folder, for the client's tokenizer and the sweep's copy of config.json: the user's
+# weights on real GPUs, else the simulator's local config+tokenizer folder (built once, cached),
+# the one vLLM serves for the hub id on the simulated GPU.
 model_dir() {
     if use_real_gpu; then echo "$MODEL"; else "$PYTHON" -m vllm_cfs.sim.model_dir; fi
 }

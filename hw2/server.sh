@@ -12,7 +12,9 @@ Starts vLLM's OpenAI-compatible server in the foreground: CodeLlama-34B, tensor 
 bound to 127.0.0.1. Its output is appended to the log file.
 
 Runs on real GPUs when nvidia-smi works and a model folder is given (--model or MODEL);
-otherwise on the simulated GPU (2 x A100-40GB; SIM_GPU picks another profile), and says so.
+otherwise on the simulated GPU (2 x A100-40GB; SIM_GPU picks another profile), and says so:
+there vLLM serves the hub id codellama/CodeLlama-34b-hf from the simulator's local config and
+tokenizer (no weights, nothing downloaded).
 
 Options:
   --port PORT    port to listen on (default: 8000)
@@ -45,15 +47,18 @@ fi
 
 if use_real_gpu; then
     unset VLLM_CFS_SIM_GPU
+    model="$MODEL"
+    source_note=" from $MODEL"
 else
     if [[ -n "${MODEL:-}" ]]; then say "nvidia-smi does not work here: not using $MODEL"; fi
     export VLLM_CFS_SIM_GPU="$SIM_GPU"
+    model="$SERVED_MODEL_NAME"
+    source_note=" by its hub id (the simulator's local config and tokenizer)"
 fi
-model="$(model_dir)" || die "cannot find or build the model folder"
 mkdir -p "$(dirname "$log")"
 
 say "GPU: $(gpu_description)"
-say "serving $SERVED_MODEL_NAME from $model on http://127.0.0.1:$port with CFS_INTERVAL=$cfs_interval; log appended to $log"
+say "serving $SERVED_MODEL_NAME$source_note on http://127.0.0.1:$port with CFS_INTERVAL=$cfs_interval; log appended to $log"
 
 export VLLM_USE_V1=0 CFS_INTERVAL="$cfs_interval" PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1

@@ -31,7 +31,7 @@ SECOND_BURST = WorkloadConfig("random", num_prompts=4, request_rate=math.inf, se
 @dataclasses.dataclass
 class ServedLog:
     path: Path
-    model_dir: Path
+    model_dir: Path  # the shipped folder that the served hub id resolves to
     bursts: list[RunResult]
     marked_at: list[datetime.datetime]  # local time of each marker (the log's clock)
     finished_at: datetime.datetime

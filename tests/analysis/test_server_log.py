@@ -20,7 +20,9 @@ def test_startup_lines_say_what_ran(served_log):
     assert log.simulated is not None
     assert (log.simulated.profile, log.simulated.tensor_parallel_size) == ("a100-40gb", 2)
     assert log.engine.vllm_version == "0.9.0"
+    # Served by its hub id: vLLM's model redirect names the shipped folder in the config line.
     assert log.engine.model == str(served_log.model_dir)
+    assert f"model redirect: [ codellama/CodeLlama-34b-hf ] -> [ {served_log.model_dir} ]" in served_log.path.read_text()
     assert log.engine.tensor_parallel_size == 2
     assert log.engine.dtype == "torch.bfloat16"
     assert "simulated a100-40gb" in log.blocks.device

@@ -3,6 +3,9 @@
     with simulated_server(ServerOptions(log_path="vllm_server.log")) as server:
         client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="none")
 
+It serves CodeLlama-34B by its hub id, as a user would; on the simulated GPU vLLM resolves the id
+to the simulator's local folder (vllm_cfs.sim.model_redirect).
+
 The server runs in its own process group, which is killed on exit whatever happened, so no
 vLLM process (API server or engine) outlives the block.
 """
@@ -21,10 +24,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence
 
 from vllm_cfs.sim.clock import CLOCK_ENV
-from vllm_cfs.sim.model_dir import SERVED_MODEL_NAME, codellama_34b_dir
+from vllm_cfs.sim.model_dir import SERVED_MODEL_NAME, local_model_dir
 from vllm_cfs.sim.profile import PROFILE_ENV
 
 
@@ -41,8 +44,9 @@ class ServerOptions:
     gpu_memory_utilization: float = 0.9
     scheduler_cls: Optional[str] = None  # e.g. "vllm_cfs.CFSScheduler"
     cfs_interval: Optional[int] = None  # CFS_INTERVAL for the server's environment
-    model_dir: Optional[Path] = None  # default: the cached CodeLlama-34B folder
-    served_model_name: str = SERVED_MODEL_NAME
+    # A hub id the simulator ships (vLLM resolves it to the local folder) or a model folder.
+    model: str = SERVED_MODEL_NAME
+    served_model_name: str = SERVED_MODEL_NAME  # passed to vLLM when it differs from the model
     clock: str = "real"
     extra_args: Sequence[str] = ()
     log_path: Optional[Path] = None  # default: a temporary file
@@ -68,17 +72,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_command(options: ServerOptions, model_dir: Path, port: int) -> list[str]:
+def serve_command(options: ServerOptions, port: int) -> list[str]:
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model_dir),
+        sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", options.model,
         "--host", "127.0.0.1",
         "--port", str(port),
-        "--served-model-name", options.served_model_name,
         "--tensor-parallel-size", str(options.tensor_parallel_size),
         "--preemption-mode", options.preemption_mode,
         "--swap-space", str(options.swap_space_gib),
         "--gpu-memory-utilization", str(options.gpu_memory_utilization),
     ]
+    if options.served_model_name != options.model:
+        cmd += ["--served-model-name", options.served_model_name]
     if options.scheduler_cls:
         cmd += ["--scheduler-cls", options.scheduler_cls]
     return cmd + list(options.extra_args)
@@ -102,14 +107,24 @@ def server_env(options: ServerOptions) -> dict[str, str]:
 
 @contextlib.contextmanager
 def simulated_server(options: ServerOptions = ServerOptions()) -> Iterator[RunningServer]:
-    model_dir = options.model_dir or codellama_34b_dir()
+    local_model_dir(options.model)  # a shipped folder's first build, before the start-up clock runs
     port = free_port()
     log_path = Path(options.log_path) if options.log_path else Path(tempfile.mkstemp(prefix="vllm-sim-", suffix=".log")[1])
+    with running_server(serve_command(options, port), server_env(options), port, log_path,
+                        options.served_model_name, options.startup_timeout_s) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_server(command: Sequence[str], env: Mapping[str, str], port: int, log_path: Path,
+                   served_model_name: str, startup_timeout_s: float = 120.0) -> Iterator[RunningServer]:
+    """Run a server command that listens on 127.0.0.1:port (``vllm serve ...``, ``vllm-cfs serve
+    ...``), its output appended to log_path, until /health answers; stop it on exit."""
     with open(log_path, "ab") as log:
         start = time.monotonic()
         proc = subprocess.Popen(
-            serve_command(options, model_dir, port),
-            env=server_env(options),
+            list(command),
+            env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -117,8 +132,8 @@ def simulated_server(options: ServerOptions = ServerOptions()) -> Iterator[Runni
         )
     try:
         base_url = f"http://127.0.0.1:{port}"
-        _wait_healthy(proc, base_url, log_path, options.startup_timeout_s)
-        yield RunningServer(base_url, port, proc.pid, log_path, time.monotonic() - start, options.served_model_name)
+        _wait_healthy(proc, base_url, log_path, startup_timeout_s)
+        yield RunningServer(base_url, port, proc.pid, log_path, time.monotonic() - start, served_model_name)
     finally:
         _stop(proc)
 
