@@ -38,6 +38,7 @@ from vllm.core.scheduler import (
 from vllm.logger import init_logger
 from vllm.sequence import Sequence, SequenceGroup, SequenceStatus
 
+from vllm_cfs.block_lookup import with_indexed_lookup
 from vllm_cfs.block_pools import blocks_on_cpu, return_to_gpu_pool
 from vllm_cfs.settings import CFSConfigError, read_cfs_interval, read_min_granularity
 
@@ -82,6 +83,8 @@ class CFSScheduler(Scheduler):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # Every CFS step swaps: vLLM's block manager sorts a whole block pool per swapped block.
+        self.block_manager = with_indexed_lookup(self.block_manager)
         self.cfs_interval = read_cfs_interval()
         self.min_granularity = read_min_granularity(self.cfs_interval)
         if self.cfs_interval > 0:
