@@ -12,11 +12,13 @@ position in the sorted id set of that device's allocator), and each lookup reads
 The seam. ``Scheduler.__init__`` builds its block manager through fixed names (the static
 ``BlockSpaceManager.get_block_space_manager_class``, then ``CpuGpuBlockAllocator.create`` inside
 ``SelfAttnBlockSpaceManager.__init__``); neither can be chosen per scheduler class without
-patching vLLM for every user of it. So ``with_indexed_lookup`` builds, next to the block manager
-upstream made and with its settings, an ``IndexedBlockSpaceManager``: vLLM's own block manager
-whose ``block_allocator`` attribute wraps the device allocators that upstream's ``__init__``
-creates in the indexed allocator, before anything else takes a reference to it. The two device
-allocators, their block pools and every other line of the block manager stay upstream's.
+patching vLLM for all its users. So ``CFSScheduler.__init__`` replaces the block manager that
+upstream has just built, still empty, with one of the same settings (``with_indexed_lookup``):
+an ``IndexedBlockSpaceManager``, vLLM's own block manager whose ``block_allocator`` attribute
+wraps the allocator that upstream's ``__init__`` creates as it is assigned, before the trackers
+built after it take a reference. Only the lookup differs: the device allocators, their block
+pools and every line of the block manager are upstream's. The price is a second build of the
+block pools at start-up, about 1 s of CPU per 40 000 blocks on the 2-core development machine.
 """
 
 from __future__ import annotations
