@@ -5,9 +5,9 @@ driven through the same trace (every request at step 0, long outputs) and their 
 interleaved (``vllm_cfs.lab.schedule_cost``). Printed per request count: the median and the mean
 (which includes the rarer CFS steps and their swap bookkeeping) over the measured steps, and the
 median per scheduled sequence with the mean batch size, since the two policies keep batches of
-different sizes. ``--profile`` adds, from a separate profiled run, the share of each scheduler's
-time in the block-id lookup of its swap mappings and, for CFS, the functions with the most time
-of their own.
+different sizes; then the same over the steps that swapped no block. ``--profile`` adds, from a
+separate profiled run, the share of each scheduler's time in the block-id lookup of its swap
+mappings and, for CFS, the functions with the most time of their own.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ def main(argv=None) -> int:
               f"{fcfs.median_us_per_seq:>12.1f} {cfs.median_us_per_seq:>11.1f} "
               f"{cfs.median_us_per_seq / fcfs.median_us_per_seq:>6.2f} "
               f"{fcfs.mean_batch:>11.1f} {cfs.mean_batch:>10.1f}")
+        print(f"{'':>8} steps that swapped nothing: fcfs {fcfs.no_swap_steps} steps, "
+              f"{fcfs.no_swap_median_us_per_seq:.1f} us/seq, batch {fcfs.no_swap_mean_batch:.1f}; "
+              f"cfs {cfs.no_swap_steps} steps, {cfs.no_swap_median_us_per_seq:.1f} us/seq, "
+              f"batch {cfs.no_swap_mean_batch:.1f}")
         if args.profile:
             fcfs, cfs = time_side_by_side([Scheduler, CFSScheduler], trace, pools,
                                           args.warmup, args.steps, profile=True)

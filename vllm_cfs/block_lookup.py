@@ -39,13 +39,14 @@ class IndexedBlockAllocator(CpuGpuBlockAllocator):
         super().__init__(cpu_block_allocator=cpu_block_allocator,
                          gpu_block_allocator=gpu_block_allocator)
         self.physical_ids: Dict[Device, Dict[BlockId, int]] = {
-            device: {block_id: index for index, block_id in enumerate(sorted(allocator.all_block_ids))}
+            device: {block_id: index
+                     for index, block_id in enumerate(sorted(allocator.all_block_ids))}
             for device, allocator in self._allocators.items()
         }
 
     @classmethod
     def wrapping(cls, allocator: CpuGpuBlockAllocator) -> "IndexedBlockAllocator":
-        """One over the device allocators of a freshly created ``allocator`` (nothing swapped yet)."""
+        """One over the device allocators of a fresh ``allocator`` (nothing swapped yet)."""
         return cls(cpu_block_allocator=allocator._allocators[Device.CPU],
                    gpu_block_allocator=allocator._allocators[Device.GPU])
 
@@ -63,7 +64,7 @@ class IndexedBlockSpaceManager(SelfAttnBlockSpaceManager):
 
     @block_allocator.setter
     def block_allocator(self, allocator: CpuGpuBlockAllocator) -> None:
-        """Overridden to wrap the allocator that upstream's ``__init__`` creates and assigns here."""
+        """Overridden to wrap the allocator that upstream's ``__init__`` creates and sets."""
         if not isinstance(allocator, IndexedBlockAllocator):
             allocator = IndexedBlockAllocator.wrapping(allocator)
         self._indexed_allocator = allocator

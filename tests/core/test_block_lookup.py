@@ -17,7 +17,8 @@ from vllm.utils import Device
 
 from test_differential import snapshot
 from vllm_cfs import scheduler as cfs_module
-from vllm_cfs.block_lookup import IndexedBlockAllocator, IndexedBlockSpaceManager, with_indexed_lookup
+from vllm_cfs.block_lookup import (IndexedBlockAllocator, IndexedBlockSpaceManager,
+                                   with_indexed_lookup)
 from vllm_cfs.lab.trace import Pools, TraceDriver, TraceRequest, random_trace
 
 

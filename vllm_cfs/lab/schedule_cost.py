@@ -39,6 +39,10 @@ class Timing:
     # different sizes, and a larger batch costs more to schedule.
     median_us_per_seq: float
     mean_batch: float
+    # The same over the steps that swapped no block, whose cost is the batch's alone.
+    no_swap_steps: int
+    no_swap_median_us_per_seq: float
+    no_swap_mean_batch: float
     # Profiled runs only: the share of schedule() time in the swap block-id lookup, and the
     # functions with the most time of their own, as (share of schedule() time, name).
     lookup_share: Optional[float] = None
@@ -96,6 +100,7 @@ def time_side_by_side(scheduler_classes: Sequence[Type[Scheduler]], trace: Seque
         driver.schedule_profiler = profiler
     samples: List[List[float]] = [[] for _ in drivers]
     batches: List[List[int]] = [[] for _ in drivers]
+    swapped: List[List[bool]] = [[] for _ in drivers]
     order = list(range(len(drivers)))
     for _ in range(steps):
         for i in order:
@@ -103,13 +108,16 @@ def time_side_by_side(scheduler_classes: Sequence[Type[Scheduler]], trace: Seque
             outputs = driver.run_step()
             samples[i].append(driver.last_schedule_cpu_ns / 1000)
             batches[i].append(len(outputs.scheduled_seq_groups))
+            swapped[i].append(bool(outputs.blocks_to_swap_out or outputs.blocks_to_swap_in))
         order.reverse()
     timings = []
-    for micros, batch, profiler in zip(samples, batches, profilers):
+    for micros, batch, swaps, profiler in zip(samples, batches, swapped, profilers):
         per_seq = [us / max(1, n) for us, n in zip(micros, batch)]
+        calm = [(us, n) for us, n, swap in zip(per_seq, batch, swaps) if not swap] or [(0.0, 0)]
         timings.append(Timing(
             statistics.median(micros), statistics.mean(micros), statistics.median(per_seq),
-            statistics.mean(batch),
+            statistics.mean(batch), len(swaps) - sum(swaps),
+            statistics.median(us for us, _ in calm), statistics.mean(n for _, n in calm),
             lookup_share(profiler) if profiler else None,
             top_own_time(profiler, top) if profiler else None))
     return timings
