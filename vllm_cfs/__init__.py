@@ -1,10 +1,11 @@
 """vllm-cfs: a Completely-Fair-Scheduler policy for vLLM 0.9.0's V0 scheduler.
 
-`vllm serve ... --scheduler-cls vllm_cfs.CFSScheduler` loads the policy. The import is lazy so
-that the benchmark client and the analysis tools do not pay for importing vLLM.
+`vllm serve ... --scheduler-cls vllm_cfs.CFSScheduler` loads the assignment's policy,
+`--scheduler-cls vllm_cfs.FairScheduler` ours (first token first, then first come first served).
+The imports are lazy so that the benchmark client and the analysis tools do not pay for vLLM.
 """
 
-__all__ = ["CFSScheduler"]
+__all__ = ["CFSScheduler", "FairScheduler"]
 
 
 def __getattr__(name: str):
@@ -12,4 +13,8 @@ def __getattr__(name: str):
         from vllm_cfs.scheduler import CFSScheduler
 
         return CFSScheduler
+    if name == "FairScheduler":
+        from vllm_cfs.fair import FairScheduler
+
+        return FairScheduler
     raise AttributeError(f"module 'vllm_cfs' has no attribute {name!r}")

@@ -7,7 +7,13 @@ scheduler in the engine process, the same message would come wrapped in two trac
 
 import os
 
-from vllm_cfs.settings import CFS_ENV_NAMES, CFSConfigError, read_cfs_interval, read_min_granularity
+from vllm_cfs.settings import (
+    CFS_ENV_NAMES,
+    CFSConfigError,
+    read_cfs_interval,
+    read_min_granularity,
+    read_patience_tokens,
+)
 
 
 def check_cfs_settings() -> None:
@@ -15,5 +21,6 @@ def check_cfs_settings() -> None:
         return
     try:
         read_min_granularity(read_cfs_interval())
+        read_patience_tokens()
     except CFSConfigError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -40,6 +40,7 @@ from vllm.sequence import Sequence, SequenceGroup, SequenceStatus
 
 from vllm_cfs.block_lookup import with_indexed_lookup
 from vllm_cfs.block_pools import blocks_on_cpu, return_to_gpu_pool
+from vllm_cfs.policy import ahead_by_a_time_slice, cfs_key, vruntime  # noqa: F401 (vruntime: public)
 from vllm_cfs.settings import CFSConfigError, read_cfs_interval, read_min_granularity
 
 # Under vLLM's logger, so that `vllm serve` prints our lines with its own, in its format; a
@@ -50,16 +51,6 @@ logger = init_logger(f"vllm.{__name__}")
 STATS_LOG_PERIOD_S = 5.0
 
 BlockMapping = List[Tuple[int, int]]
-
-
-def vruntime(seq_group: SequenceGroup) -> int:
-    """Tokens generated so far: the CFS notion of how much GPU time a request has had."""
-    return max(seq.get_output_len() for seq in seq_group.seqs)
-
-
-def cfs_key(seq_group: SequenceGroup) -> Tuple[int, int, float]:
-    """Sort key: user priority first, then fewest tokens generated, then earliest arrival."""
-    return seq_group.priority, vruntime(seq_group), seq_group.arrival_time
 
 
 @dataclass
@@ -80,6 +71,8 @@ class CFSScheduler(Scheduler):
 
     # Let new arrivals prefill in default steps even while victims sit in the swapped queue.
     prefill_while_swapped = True
+    # The policy (vllm_cfs.policy): how requests rank, smallest first.
+    rank_key = staticmethod(cfs_key)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -87,17 +80,24 @@ class CFSScheduler(Scheduler):
         self.block_manager = with_indexed_lookup(self.block_manager)
         self.cfs_interval = read_cfs_interval()
         self.min_granularity = read_min_granularity(self.cfs_interval)
-        if self.cfs_interval > 0:
+        if self.preempts:
             self._refuse_unsupported_features()
         self.cfs_stats = CFSStats()
         self._steps = 0
         self._stats_logged = CFSStats()
         self._stats_logged_at = time.monotonic()
-        if self.cfs_interval == 0:
-            logger.info("CFS scheduler: CFS_INTERVAL=0, vLLM's default FCFS only")
-        else:
-            logger.info("CFS scheduler: a CFS step every %d scheduling steps, minimum "
-                        "granularity %d tokens", self.cfs_interval, self.min_granularity)
+        logger.info("%s", self.describe())
+
+    @property
+    def preempts(self) -> bool:
+        """Whether this policy ever preempts on its own (CFS_INTERVAL=0 is upstream's FCFS)."""
+        return self.cfs_interval > 0
+
+    def describe(self) -> str:
+        if not self.preempts:
+            return "CFS scheduler: CFS_INTERVAL=0, vLLM's default FCFS only"
+        return (f"CFS scheduler: a CFS step every {self.cfs_interval} scheduling steps, minimum "
+                f"granularity {self.min_granularity} tokens")
 
     def _refuse_unsupported_features(self) -> None:
         config = self.scheduler_config
@@ -114,21 +114,23 @@ class CFSScheduler(Scheduler):
 
     def _schedule(self) -> SchedulerOutputs:
         """Overridden to pick the CFS step, an admission step or upstream's step, and to count."""
-        if self.cfs_interval == 0:
-            outputs = super()._schedule()
-        else:
-            self._steps += 1
-            if self._steps % self.cfs_interval == 0:
-                self.cfs_stats.cfs_steps += 1
-                outputs = self._schedule_fair(preempt=True)
-            elif self.prefill_while_swapped and self.swapped and self.waiting:
-                outputs = self._schedule_fair(preempt=False)
-            else:
-                outputs = super()._schedule()
+        outputs = self._scheduled_step()
         self.cfs_stats.blocks_swapped_out += len(outputs.blocks_to_swap_out)
         self.cfs_stats.blocks_swapped_in += len(outputs.blocks_to_swap_in)
         self._maybe_log_stats()
         return outputs
+
+    def _scheduled_step(self) -> SchedulerOutputs:
+        """The interval rule: a CFS step every ``CFS_INTERVAL`` steps, upstream's step otherwise."""
+        if self.cfs_interval == 0:
+            return super()._schedule()
+        self._steps += 1
+        if self._steps % self.cfs_interval == 0:
+            self.cfs_stats.cfs_steps += 1
+            return self._schedule_fair(preempt=True)
+        if self.prefill_while_swapped and self.swapped and self.waiting:
+            return self._schedule_fair(preempt=False)
+        return super()._schedule()
 
     def _preempt(self, seq_group: SequenceGroup, blocks_to_swap_out: BlockMapping) -> PreemptionMode:
         """Overridden to recompute a victim when CPU swap space is full (upstream kills the engine)."""
@@ -190,7 +192,7 @@ class CFSScheduler(Scheduler):
         self.swapped.extend(running.swapped_out)
         self.swapped.extend(victims_swapped)
         if preempt:
-            self.swapped = deque(sorted(self.swapped, key=cfs_key))
+            self.swapped = deque(sorted(self.swapped, key=self.rank_key))
 
         if prefills.seq_groups:
             scheduled = list(prefills.seq_groups)
@@ -222,7 +224,7 @@ class CFSScheduler(Scheduler):
         chosen as victims, largest first. A contender that cannot fit even then ends the search,
         and the victims tentatively chosen for it keep running.
         """
-        by_key = sorted(self.running, key=cfs_key)
+        by_key = sorted(self.running, key=self.rank_key)
         free_blocks = self.block_manager.get_num_free_gpu_blocks()
         watermark = self.block_manager.watermark_blocks
         usable_blocks = self.block_manager.num_total_gpu_blocks - watermark
@@ -230,7 +232,7 @@ class CFSScheduler(Scheduler):
         free_prefill_tokens = budget.remaining_token_budget()
         victims: List[SequenceGroup] = []
 
-        for contender in sorted(itertools.chain(self.waiting, self.swapped), key=cfs_key):
+        for contender in sorted(itertools.chain(self.waiting, self.swapped), key=self.rank_key):
             blocks = self._gpu_blocks_to_admit(contender)
             if blocks > usable_blocks:
                 continue  # can never fit; upstream's admission rejects it
@@ -242,7 +244,7 @@ class CFSScheduler(Scheduler):
                     break
                 free_prefill_tokens -= prompt_tokens
             seqs = contender.get_max_num_running_seqs()
-            key = cfs_key(contender)
+            key = self.rank_key(contender)
             tentative: List[SequenceGroup] = []
             while ((free_blocks - blocks < watermark or free_seqs < seqs)
                    and by_key and self._should_yield(by_key[-1], contender, key)):
@@ -273,18 +275,14 @@ class CFSScheduler(Scheduler):
         # Prefills must be admitted in the order the contenders were counted in: upstream puts
         # requests it preempts by recompute at the head of the queue, and admitted first they
         # would take the room counted for a fairer contender, a new arrival included.
-        self.waiting = deque(sorted(self.waiting, key=cfs_key))
+        self.waiting = deque(sorted(self.waiting, key=self.rank_key))
 
     # ------------------------------------------------------------------ helpers
 
     def _should_yield(self, running: SequenceGroup, contender: SequenceGroup, contender_key) -> bool:
         """A running request yields to a contender that ranks before it by a whole time slice."""
-        running_key = cfs_key(running)
-        if running_key <= contender_key:
-            return False
-        if contender.is_prefill() or running_key[0] != contender_key[0]:
-            return True
-        return running_key[1] - contender_key[1] >= self.min_granularity
+        return ahead_by_a_time_slice(self.rank_key(running), contender_key, contender.is_prefill(),
+                                     self.min_granularity)
 
     def _would_swap(self, seq_group: SequenceGroup) -> bool:
         mode = self.user_specified_preemption_mode

@@ -8,7 +8,9 @@ from typing import Mapping
 CFS_INTERVAL_ENV = "CFS_INTERVAL"
 DEFAULT_CFS_INTERVAL = 10
 MIN_GRANULARITY_ENV = "CFS_MIN_GRANULARITY"
-CFS_ENV_NAMES = (CFS_INTERVAL_ENV, MIN_GRANULARITY_ENV)
+PATIENCE_ENV = "FAIR_PATIENCE_TOKENS"
+DEFAULT_PATIENCE_TOKENS = 8
+CFS_ENV_NAMES = (CFS_INTERVAL_ENV, MIN_GRANULARITY_ENV, PATIENCE_ENV)
 
 
 class CFSConfigError(ValueError):
@@ -36,3 +38,8 @@ def read_cfs_interval(environ: Mapping[str, str] = os.environ) -> int:
 def read_min_granularity(interval: int, environ: Mapping[str, str] = os.environ) -> int:
     return _read_count(environ, MIN_GRANULARITY_ENV, interval,
                        "tokens a running request must be ahead of a swapped one to yield to it")
+
+
+def read_patience_tokens(environ: Mapping[str, str] = os.environ) -> int:
+    return _read_count(environ, PATIENCE_ENV, DEFAULT_PATIENCE_TOKENS,
+                       "decode steps a new arrival waits for a finishing request's room before evicting one")

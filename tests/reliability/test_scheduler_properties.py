@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from vllm_cfs.lab.trace import BLOCK_SIZE, Pools, TraceDriver, TraceRequest, make_scheduler
+from vllm_cfs.fair import FairScheduler
 from vllm_cfs.scheduler import CFSScheduler
 
 from scheduler_invariants import SchedulerChecker
@@ -23,6 +24,7 @@ from scheduler_invariants import SchedulerChecker
 # every step; 500 keep the file within about a minute on two busy cores. A longer search:
 # RELIABILITY_EXAMPLES=5000 pytest tests/reliability/test_scheduler_properties.py
 EXAMPLES = int(os.environ.get("RELIABILITY_EXAMPLES", "500"))
+FAIR_EXAMPLES = max(1, EXAMPLES * 2 // 5)
 QUEUES = ("waiting", "running", "swapped", "any")
 
 
@@ -42,6 +44,15 @@ class Scenario:
     min_granularity: Optional[int]
     requests: Tuple[TraceRequest, ...]
     aborts: Tuple[Abort, ...]
+    # FairScheduler's FAIR_PATIENCE_TOKENS; None: the scenario runs CFSScheduler.
+    fair_patience: Optional[int] = None
+
+    @property
+    def head_wait_bound(self) -> Optional[int]:
+        """Steps a request may head the waiting queue with no token (see the test's docstring)."""
+        if self.fair_patience is not None:
+            return self.fair_patience + 2
+        return self.interval or None
 
     @property
     def prompt_limit(self) -> int:
@@ -56,7 +67,7 @@ class Scenario:
 
 
 @st.composite
-def scenarios(draw) -> Scenario:
+def scenarios(draw, fair: bool = False) -> Scenario:
     max_model_len = draw(st.sampled_from([64, 128, 256]))
     num_gpu_blocks = draw(st.integers(3, 40))
     max_num_seqs = draw(st.integers(1, 8))
@@ -85,7 +96,8 @@ def scenarios(draw) -> Scenario:
     pools = Pools(num_gpu_blocks=num_gpu_blocks, num_cpu_blocks=num_cpu_blocks,
                   max_num_seqs=max_num_seqs, max_model_len=max_model_len,
                   max_num_batched_tokens=max_model_len, preemption_mode=preemption_mode)
-    return Scenario(pools, interval, min_granularity, tuple(requests), tuple(aborts))
+    fair_patience = draw(st.integers(0, 10)) if fair else None
+    return Scenario(pools, interval, min_granularity, tuple(requests), tuple(aborts), fair_patience)
 
 
 def pick_abort(driver: TraceDriver, abort: Abort) -> Optional[str]:
@@ -111,8 +123,13 @@ def run_scenario(scenario: Scenario, monkeypatch) -> Tuple[TraceDriver, Schedule
         monkeypatch.delenv("CFS_MIN_GRANULARITY", raising=False)
     else:
         monkeypatch.setenv("CFS_MIN_GRANULARITY", str(scenario.min_granularity))
-    driver = TraceDriver(make_scheduler(CFSScheduler, scenario.pools), scenario.requests)
-    checker = SchedulerChecker(driver, head_wait_bound=scenario.interval or None)
+    if scenario.fair_patience is None:
+        scheduler_cls = CFSScheduler
+    else:
+        scheduler_cls = FairScheduler
+        monkeypatch.setenv("FAIR_PATIENCE_TOKENS", str(scenario.fair_patience))
+    driver = TraceDriver(make_scheduler(scheduler_cls, scenario.pools), scenario.requests)
+    checker = SchedulerChecker(driver, head_wait_bound=scenario.head_wait_bound)
     aborts = sorted(scenario.aborts, key=lambda a: a.step)
     aborted: List[str] = []
     cap = step_cap(scenario)
@@ -171,7 +188,24 @@ def test_random_traces_keep_every_invariant(scenario, monkeypatch):
     upstream's admission ignores it. With N = 0 (upstream FCFS, run to completion) the policy
     gives no such bound: only liveness (every trace finishes within a step cap) is asserted.
     """
-    driver, checker, aborted = run_scenario(scenario, monkeypatch)
+    check_outcomes(scenario, *run_scenario(scenario, monkeypatch))
+
+
+@settings(max_examples=FAIR_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(scenario=scenarios(fair=True))
+def test_fair_scheduler_keeps_every_invariant(scenario, monkeypatch):
+    """The same traces and checks for FairScheduler (CFS_INTERVAL is drawn but ignored by it).
+
+    Waiting bound: FairScheduler acts at every step that finds a request waiting. A head request
+    with no token outranks every request that has one, so it may evict any running request of
+    its priority; it holds back only while requests finishing within FAIR_PATIENCE_TOKENS steps
+    would free its room, so it is prefilled or ignored within patience + 2 steps.
+    """
+    check_outcomes(scenario, *run_scenario(scenario, monkeypatch))
+
+
+def check_outcomes(scenario: Scenario, driver: TraceDriver, checker: SchedulerChecker, aborted: List[str]) -> None:
     note(f"steps={driver.step} longest head wait={checker.longest_head_wait} "
          f"swapped out={checker.swap_out_blocks} blocks, max swapped={checker.max_swapped}")
     for request in scenario.requests:

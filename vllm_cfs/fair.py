@@ -1,0 +1,79 @@
+"""First token first, then first come first served: a fair scheduler that keeps FCFS's throughput.
+
+The assignment's CFS evicts the requests that generated the most tokens, which with fixed output
+lengths are the ones closest to finishing, and brings back whoever has the fewest tokens: every
+request is swapped in and out again and again, so TTFT falls but TPOT, inter-token gaps and
+throughput pay for it (docs/policies.md). This policy keeps what CFS gets right, that no new arrival
+waits behind a full GPU for its first token, and nothing else:
+
+* A request that has no token yet outranks every request that has one
+  (``vllm_cfs.policy.first_token_key``); it takes the room of the running request that arrived
+  last, which is swapped out (usually the previous newcomer, right after its first token).
+* Requests that have their first token run in arrival order, to completion. A swapped request
+  never evicts a running one; it comes back, earliest arrival first, when room frees up. Each
+  swapped stream stalls once, not at every CFS step, and nothing thrashes.
+
+It reuses CFSScheduler's machinery (victim search, swap-space fallback, counters, the
+abort-while-swapped guard); only the ranking, who yields, and when to act differ.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from vllm.core.scheduler import SchedulerOutputs
+from vllm.sequence import SequenceGroup
+
+from vllm_cfs.policy import first_token_key, remaining_tokens, room_frees_within, yields_to_new_arrivals_only
+from vllm_cfs.scheduler import CFSScheduler
+from vllm_cfs.settings import read_patience_tokens
+
+
+class FairScheduler(CFSScheduler):
+    """vLLM V0 scheduler: first token first, then first come first served (ignores CFS_INTERVAL)."""
+
+    rank_key = staticmethod(first_token_key)
+
+    def __init__(self, *args, **kwargs) -> None:
+        # Read before the parent logs describe(): a newcomer waits this many decode steps for a
+        # finishing request's room before it evicts one (FAIR_PATIENCE_TOKENS).
+        self.patience_tokens = read_patience_tokens()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def preempts(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return ("Fair scheduler: first token first (a new arrival takes the room of the latest "
+                f"arrival, after waiting up to {self.patience_tokens} steps for a finishing request's), "
+                "then first come first served")
+
+    def _scheduled_step(self) -> SchedulerOutputs:
+        """Overridden: act whenever a request waits to be admitted, else upstream's step."""
+        # Upstream's steps admit from the head of the waiting queue, preempt the tail of the
+        # running queue when decodes need blocks, and swap in from the head of the swapped queue:
+        # in rank order, newcomers first, the latest arrival out and the earliest back in.
+        self.waiting = deque(sorted(self.waiting, key=self.rank_key))
+        self.running = deque(sorted(self.running, key=self.rank_key))
+        self.swapped = deque(sorted(self.swapped, key=self.rank_key))
+        if not self.waiting:
+            return super(CFSScheduler, self)._schedule()
+        self._steps += 1
+        if self._room_frees_soon(self.waiting[0]):
+            return self._schedule_fair(preempt=False)
+        self.cfs_stats.cfs_steps += 1
+        return self._schedule_fair(preempt=True)
+
+    def _room_frees_soon(self, newcomer: SequenceGroup) -> bool:
+        running = [(remaining_tokens(g), self._gpu_blocks_held(g), g.get_max_num_running_seqs())
+                   for g in self.running]
+        needed = (self._gpu_blocks_to_admit(newcomer) + self.block_manager.watermark_blocks,
+                  newcomer.get_max_num_running_seqs())
+        free = (self.block_manager.get_num_free_gpu_blocks(),
+                self.scheduler_config.max_num_seqs - sum(seqs for _, _, seqs in running))
+        return room_frees_within(self.patience_tokens, needed, free, running)
+
+    def _should_yield(self, running: SequenceGroup, contender: SequenceGroup, contender_key) -> bool:
+        """Overridden: only a request waiting for admission takes a running request's room."""
+        return yields_to_new_arrivals_only(self.rank_key(running), contender_key, contender.is_prefill())

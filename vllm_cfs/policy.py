@@ -1,0 +1,66 @@
+"""Scheduling policies as plain functions over request state: how requests rank, and who yields.
+
+Kept apart from vLLM's V0 plumbing (vllm_cfs.scheduler, vllm_cfs.fair) so that a policy can move
+to another engine: a function here reads a request's priority, arrival time and generated tokens,
+and nothing else. A smaller key runs first; a running request with a larger key is a victim.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+from vllm.sequence import SequenceGroup
+
+RankKey = Tuple[int, int, float]
+
+
+def vruntime(seq_group: SequenceGroup) -> int:
+    """Tokens generated so far: the CFS notion of how much GPU time a request has had."""
+    return max(seq.get_output_len() for seq in seq_group.seqs)
+
+
+def cfs_key(seq_group: SequenceGroup) -> RankKey:
+    """The assignment's CFS: user priority first, then fewest tokens generated, then earliest arrival."""
+    return seq_group.priority, vruntime(seq_group), seq_group.arrival_time
+
+
+def first_token_key(seq_group: SequenceGroup) -> RankKey:
+    """First token first, then first come first served: a request with no token yet outranks every
+    request that has one; among those, the earliest arrival runs first."""
+    return seq_group.priority, min(vruntime(seq_group), 1), seq_group.arrival_time
+
+
+def ahead_by_a_time_slice(running_key: RankKey, contender_key: RankKey, contender_is_new: bool,
+                          min_granularity: int) -> bool:
+    """CFS: a running request yields to a new arrival that ranks before it, and to a swapped one
+    only when it is at least ``min_granularity`` tokens ahead (no two groups trading the GPU)."""
+    if running_key <= contender_key:
+        return False
+    if contender_is_new or running_key[0] != contender_key[0]:
+        return True
+    return running_key[1] - contender_key[1] >= min_granularity
+
+
+def yields_to_new_arrivals_only(running_key: RankKey, contender_key: RankKey, contender_is_new: bool) -> bool:
+    """First token first: only a request still waiting for its first token takes a running
+    request's room; a swapped request waits for free room, so no stream is evicted twice for the
+    same newcomer and nothing thrashes."""
+    return contender_is_new and running_key > contender_key
+
+
+def remaining_tokens(seq_group: SequenceGroup) -> int:
+    """Tokens left before max_tokens: all a request can still ask of the GPU (EOS may end it sooner)."""
+    return seq_group.sampling_params.max_tokens - vruntime(seq_group)
+
+
+def room_frees_within(patience_tokens: int, needed: Tuple[int, int], free: Tuple[int, int],
+                      running: Sequence[Tuple[int, int, int]]) -> bool:
+    """Whether requests finishing within ``patience_tokens`` steps free the room a newcomer needs.
+
+    Room is (GPU blocks, sequence slots); ``running`` holds (remaining tokens, blocks, slots) per
+    running request. Waiting that long costs the newcomer a few decode steps of TTFT and saves a
+    swap-out and a swap-in of a victim.
+    """
+    finishing = [(blocks, seqs) for left, blocks, seqs in running if left <= patience_tokens]
+    return (free[0] + sum(b for b, _ in finishing) >= needed[0]
+            and free[1] + sum(s for _, s in finishing) >= needed[1])
