@@ -66,6 +66,34 @@ def test_replay_speaks_the_client_results_schema(runs):
     assert cfs_run.summary.mean_tpot_ms > fcfs_run.summary.mean_tpot_ms
 
 
+def test_every_token_has_its_time(runs):
+    requests, results = runs
+    for result in results:
+        run = to_run_result(result, requests)
+        for t, record in zip(result.requests, run.records):
+            assert len(t.token_times_s) == t.output_tokens
+            assert (t.token_times_s[0], t.token_times_s[-1]) == (t.first_token_s, t.finish_s)
+            assert list(t.token_times_s) == sorted(t.token_times_s)
+            # V0 makes one token a step per request: a gap for every token after the first, as the
+            # client counts them, and TTFT plus the gaps is the whole request.
+            assert len(record.itl_s) == record.output_tokens - 1 and min(record.itl_s) > 0
+            assert record.ttft_s + sum(record.itl_s) == pytest.approx(record.e2e_s, abs=1e-9)
+        assert run.summary.p99_itl_ms >= run.summary.median_itl_ms > 0
+
+
+def test_swaps_and_preemptions_are_counted_per_step(runs):
+    _, (cfs, _, fcfs) = runs
+    for result in (cfs, fcfs):
+        assert result.blocks_swapped_out == sum(s.swapped_out_blocks for s in result.kv_samples)
+        assert result.blocks_swapped_in == sum(s.swapped_in_blocks for s in result.kv_samples)
+        assert result.preemptions == sum(s.preempted for s in result.kv_samples)
+        assert result.blocks_swapped_in == result.blocks_swapped_out  # everyone came back
+        assert sum(s.duration_s for s in result.kv_samples) <= result.kv_samples[-1].time_s
+        assert all(s.batch > 0 or s.swapped_out_blocks for s in result.kv_samples)
+    assert cfs.blocks_swapped_out > fcfs.blocks_swapped_out > 0
+    assert cfs.preemptions > fcfs.preemptions > 0
+
+
 class ForgetfulSwapInScheduler(Scheduler):
     """A broken scheduler: it brings swapped requests back without copying their KV to the GPU."""
 

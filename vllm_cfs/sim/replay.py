@@ -2,6 +2,8 @@
 
 No server, no sleeping: each engine step advances a virtual clock by its modeled duration, and
 requests join the engine when the clock reaches their arrival time. Same inputs, same outputs.
+Every output token gets the virtual time of the step that produced it, so TTFT, TPOT and the
+inter-token gaps a streaming client would see all come out of one replay.
 
     result = replay([ReplayRequest(0.0, (1, 450, 9), 64), ...], ReplayConfig(scheduler_cls="vllm_cfs.CFSScheduler", cfs_interval=10))
 
@@ -13,14 +15,16 @@ platform already is the simulated GPU with the requested profile (``VLLM_CFS_SIM
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from vllm_cfs.bench.results import RequestRecord, RunResult, time_per_output_token
+from vllm_cfs.settings import CFS_INTERVAL_ENV, MIN_GRANULARITY_ENV
 from vllm_cfs.sim.clock import CLOCK_ENV, VirtualClock
 from vllm_cfs.sim.profile import PROFILE_ENV
 
@@ -32,6 +36,17 @@ class ReplayRequest:
     arrival_s: float
     prompt_token_ids: tuple[int, ...]
     max_tokens: int
+    priority: int = 0  # vLLM's request priority (smaller is served first); read with scheduling_policy="priority"
+
+    def kv_blocks(self, block_size: int = 16) -> int:
+        """KV blocks the request holds at its full length (prompt and every output token)."""
+        return -(-(len(self.prompt_token_ids) + self.max_tokens) // block_size)
+
+
+def requests_of(workload, tokenizer) -> list[ReplayRequest]:
+    """A workload (vllm_cfs.bench.workload) as replay requests: the prompts as the server would tokenize them."""
+    return [ReplayRequest(s.issue_offset_s, tuple(tokenizer.encode(s.prompt)), s.output_tokens)
+            for s in workload.requests]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +57,16 @@ class ReplayConfig:
     swap_space_gib: float = 16
     gpu_memory_utilization: float = 0.9
     scheduler_cls: str = DEFAULT_SCHEDULER  # e.g. "vllm_cfs.CFSScheduler"
-    cfs_interval: Optional[int] = None  # CFS_INTERVAL while the scheduler is built
+    # CFS_INTERVAL and CFS_MIN_GRANULARITY while the scheduler is built; None: the scheduler's
+    # default, whatever this process's environment says.
+    cfs_interval: Optional[int] = None
+    cfs_min_granularity: Optional[int] = None
+    scheduling_policy: str = "fcfs"  # vLLM's --scheduling-policy: "fcfs" or "priority"
+    enable_chunked_prefill: bool = False
+    max_num_batched_tokens: Optional[int] = None  # None: vLLM's default for the chunking mode
+    # GPU KV blocks instead of what fits in the modeled memory (vLLM's num_gpu_blocks_override):
+    # more than fits describes a GPU with unlimited KV memory and the same speed.
+    num_gpu_blocks_override: Optional[int] = None
     seed: int = 0
     max_num_seqs: int = 256
     model_dir: Optional[Path] = None  # default: the cached CodeLlama-34B folder
@@ -58,10 +82,18 @@ class RequestTiming:
     finish_s: float
     prompt_tokens: int
     output_tokens: int
+    token_times_s: tuple[float, ...] = ()  # when each output token came out (the end of its step)
 
     @property
     def ttft_s(self) -> float:
         return self.first_token_s - self.arrival_s
+
+    @property
+    def itl_s(self) -> list[float]:
+        """Gaps between consecutive deliveries, as a streaming client measures them: a step's
+        tokens go out as one chunk, so a step that brought several tokens counts once."""
+        times = sorted(set(self.token_times_s))
+        return [later - earlier for earlier, later in zip(times, times[1:])]
 
     @property
     def tpot_s(self) -> float:
@@ -71,14 +103,20 @@ class RequestTiming:
 
 @dataclasses.dataclass(frozen=True)
 class KVSample:
-    """State after one engine step (usage is a fraction of the blocks, 0..1)."""
+    """One engine step that ran: what it did, and the state after it (usage is a fraction of the blocks, 0..1)."""
 
-    time_s: float
+    time_s: float  # when the step ended
     gpu_kv_usage: float
     cpu_kv_usage: float
     running: int
     swapped: int
     waiting: int
+    duration_s: float = 0.0
+    batch: int = 0  # sequence groups the step computed
+    swapped_out_blocks: int = 0
+    swapped_in_blocks: int = 0
+    preempted: int = 0  # requests preempted while it was scheduled (swap or recompute)
+    waiting_blocks: int = 0  # GPU blocks the waiting requests' prompts need, after the step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,13 +127,18 @@ class ReplayResult:
     steps: int
     requests: tuple[RequestTiming, ...]  # in input order
     kv_samples: tuple[KVSample, ...]
+    # Totals over the whole replay, steps that ran nothing included.
+    blocks_swapped_out: int = 0
+    blocks_swapped_in: int = 0
+    preemptions: int = 0
 
 
 def to_run_result(result: ReplayResult, requests: Sequence[ReplayRequest],
                   setup: Optional[dict] = None) -> RunResult:
     """The replay in the results schema the live client writes, so that one analysis reads both.
 
-    Every replayed request completes; per-token times are not kept, so ``itl_s`` is empty.
+    Every replayed request completes; ``itl_s`` holds its inter-token gaps, so TTFT plus their
+    sum is its end-to-end time.
     """
     config = result.config
     records = [
@@ -104,7 +147,7 @@ def to_run_result(result: ReplayResult, requests: Sequence[ReplayRequest],
             prompt_tokens=t.prompt_tokens, expected_output_tokens=requests[t.index].max_tokens,
             output_tokens=t.output_tokens, ttft_s=t.ttft_s,
             tpot_s=time_per_output_token(t.finish_s - t.arrival_s, t.ttft_s, t.output_tokens),
-            itl_s=[], e2e_s=t.finish_s - t.arrival_s, success=True,
+            itl_s=t.itl_s, e2e_s=t.finish_s - t.arrival_s, success=True,
         )
         for t in result.requests
     ]
@@ -114,6 +157,11 @@ def to_run_result(result: ReplayResult, requests: Sequence[ReplayRequest],
         "gpu": f"simulated {config.profile} x{config.tensor_parallel_size} (virtual-time replay)",
         "scheduler": config.scheduler_cls,
         "cfs_interval": config.cfs_interval,
+        "cfs_min_granularity": config.cfs_min_granularity,
+        "scheduling_policy": config.scheduling_policy,
+        "preemption_mode": config.preemption_mode,
+        "enable_chunked_prefill": config.enable_chunked_prefill,
+        "gpu_blocks": result.gpu_blocks,
         "num_prompts": len(records),
         **(setup or {}),
     }
@@ -126,32 +174,93 @@ def replay(requests: Sequence[ReplayRequest], config: ReplayConfig = ReplayConfi
 
 def replay_many(jobs: Sequence[tuple[Sequence[ReplayRequest], ReplayConfig]]) -> list[ReplayResult]:
     """Several replays, one after another, each on a fresh engine, in one process (one start-up cost)."""
-    profiles = {config.profile for _, config in jobs}
-    if len(profiles) > 1:
-        raise ValueError(f"replay_many runs one GPU profile per process, got {sorted(profiles)}")
-    frozen = [(tuple(requests), config) for requests, config in jobs]
-    if not frozen:
-        return []
-    if _this_process_can_run(frozen[0][1]):
-        return _replay_all(frozen)
-    env = {PROFILE_ENV: profiles.pop(), "VLLM_USE_V1": "0", CLOCK_ENV: "virtual", "HF_HUB_OFFLINE": "1"}
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_set_env,
-                             initargs=(env,)) as pool:
-        return pool.submit(_replay_all, frozen).result()
+    return list(replay_each(jobs))
 
 
-def _replay_all(jobs: list[tuple[tuple[ReplayRequest, ...], ReplayConfig]]) -> list[ReplayResult]:
-    return [_replay_here(requests, config) for requests, config in jobs]
+def replay_each(jobs: Sequence[tuple[Sequence[ReplayRequest], ReplayConfig]]) -> Iterator[ReplayResult]:
+    """``replay_many``, handing over each result as soon as it is done (for progress bars)."""
+    if not jobs:
+        return
+    with ReplayProcess(jobs[0][1].profile) as process:
+        yield from process.each(jobs)
 
 
-def _this_process_can_run(config: ReplayConfig) -> bool:
-    if os.environ.get(PROFILE_ENV) != config.profile or os.environ.get("VLLM_USE_V1") != "0":
+class ReplayProcess:
+    """Where replays of one GPU profile run: this process when it already is on that simulated GPU,
+    else one spawned child, reused for every replay. The child starts importing vLLM as soon as
+    this object exists, so a caller can prepare its jobs (load a tokenizer, build workloads)
+    meanwhile.
+
+        with ReplayProcess("a100-40gb") as process:
+            jobs = ...
+            for result in process.each(jobs): ...
+    """
+
+    def __init__(self, profile: str = ReplayConfig.profile):
+        self.profile = profile
+        self._pool: Optional[ProcessPoolExecutor] = None
+        if not _this_process_can_run(profile):
+            env = {PROFILE_ENV: profile, "VLLM_USE_V1": "0", CLOCK_ENV: "virtual", "HF_HUB_OFFLINE": "1"}
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_set_env, initargs=(env,))
+            self._pool.submit(_import_engine)
+
+    def submit(self, requests: Sequence[ReplayRequest], config: ReplayConfig) -> Future:
+        """One replay, queued behind those already submitted; in this process it runs right away."""
+        if config.profile != self.profile:
+            raise ValueError(f"replays run one GPU profile per process: this one runs {self.profile!r}, "
+                             f"got {config.profile!r}")
+        if self._pool is not None:
+            return self._pool.submit(_replay_here, tuple(requests), config)
+        future: Future = Future()
+        try:
+            future.set_result(_replay_here(tuple(requests), config))
+        except Exception as exc:  # noqa: BLE001 - handed over through the future, as from the child
+            future.set_exception(exc)
+        return future
+
+    def each(self, jobs: Sequence[tuple[Sequence[ReplayRequest], ReplayConfig]]) -> Iterator[ReplayResult]:
+        """The results of ``jobs``, in order, each as soon as it is done."""
+        if self._pool is None:
+            for requests, config in jobs:
+                yield self.submit(requests, config).result()
+            return
+        futures = [self.submit(requests, config) for requests, config in jobs]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "ReplayProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _import_engine() -> None:
+    """The start-up cost of a replay process (vLLM's import and platform), paid ahead of the jobs."""
+    from vllm import LLMEngine  # noqa: F401
+    from vllm.platforms import current_platform
+
+    current_platform.get_device_name()
+
+
+def _this_process_can_run(profile: str) -> bool:
+    if os.environ.get(PROFILE_ENV) != profile or os.environ.get("VLLM_USE_V1") != "0":
         return False  # resolving vLLM's platform now would pin this process to another one
     from vllm.platforms import current_platform
 
     from vllm_cfs.sim.platform import SimulatedGPUPlatform
 
-    return isinstance(current_platform, SimulatedGPUPlatform) and current_platform.profile_name == config.profile
+    return isinstance(current_platform, SimulatedGPUPlatform) and current_platform.profile_name == profile
 
 
 def _replay_here(requests: tuple[ReplayRequest, ...], config: ReplayConfig) -> ReplayResult:
@@ -168,27 +277,26 @@ def _replay_here(requests: tuple[ReplayRequest, ...], config: ReplayConfig) -> R
         swap_space=config.swap_space_gib,
         gpu_memory_utilization=config.gpu_memory_utilization,
         scheduler_cls=config.scheduler_cls,
+        scheduling_policy=config.scheduling_policy,
+        enable_chunked_prefill=config.enable_chunked_prefill,
+        max_num_batched_tokens=config.max_num_batched_tokens,
+        num_gpu_blocks_override=config.num_gpu_blocks_override,
         seed=config.seed,
         max_num_seqs=config.max_num_seqs,
         disable_log_stats=True,
     )
-    saved_interval = os.environ.get("CFS_INTERVAL")
-    if config.cfs_interval is not None:
-        os.environ["CFS_INTERVAL"] = str(config.cfs_interval)
-    try:
+    with _environment({CFS_INTERVAL_ENV: config.cfs_interval, MIN_GRANULARITY_ENV: config.cfs_min_granularity}):
         engine = LLMEngine.from_engine_args(engine_args)
-    finally:
-        if config.cfs_interval is not None:
-            _restore_env("CFS_INTERVAL", saved_interval)
     clock = VirtualClock()
     engine.model_executor.worker.clock = clock
     scheduler = engine.scheduler[0]
+    probe = _SchedulerProbe(scheduler)
     cache = engine.cache_config
+    block_size = cache.block_size
 
     pending = collections.deque(sorted(range(len(requests)), key=lambda i: (requests[i].arrival_s, i)))
-    first_token: dict[int, float] = {}
-    finish: dict[int, float] = {}
-    output_tokens: dict[int, int] = {}
+    token_times: dict[int, list[float]] = {i: [] for i in range(len(requests))}
+    finished: set[int] = set()
     samples: list[KVSample] = []
     steps = idle_steps = 0
     while pending or engine.has_unfinished_requests():
@@ -201,46 +309,113 @@ def _replay_here(requests: tuple[ReplayRequest, ...], config: ReplayConfig) -> R
                 TokensPrompt(prompt_token_ids=list(requests[i].prompt_token_ids)),
                 SamplingParams(max_tokens=requests[i].max_tokens, ignore_eos=True),
                 arrival_time=requests[i].arrival_s,
+                priority=requests[i].priority,
             )
         before = clock.now()
+        counted = probe.step_begins()
         outputs = engine.step()
         steps += 1
+        now = clock.now()
         for out in outputs:
-            i, n = int(out.request_id), len(out.outputs[0].token_ids)
-            if n and i not in first_token:
-                first_token[i] = clock.now()
+            i = int(out.request_id)
+            times = token_times[i]
+            new_tokens = len(out.outputs[0].token_ids) - len(times)
+            times.extend([now] * new_tokens)
             if out.finished:
-                finish[i], output_tokens[i] = clock.now(), n
-        if clock.now() == before:  # nothing ran: wait for the next arrival, or the engine is stuck
+                finished.add(i)
+        if now == before:  # nothing ran: wait for the next arrival, or the engine is stuck
             idle_steps += 1
             if pending:
                 clock.advance_to(requests[pending[0]].arrival_s)
             elif idle_steps > 10:
-                raise RuntimeError(f"replay stalled at {clock.now():.3f} s: the engine holds requests it never runs")
+                raise RuntimeError(f"replay stalled at {now:.3f} s: the engine holds requests it never runs")
             continue
         idle_steps = 0
         bm = scheduler.block_manager
         samples.append(KVSample(
-            time_s=clock.now(),
+            time_s=now,
             gpu_kv_usage=1 - bm.get_num_free_gpu_blocks() / cache.num_gpu_blocks,
             cpu_kv_usage=1 - bm.get_num_free_cpu_blocks() / cache.num_cpu_blocks if cache.num_cpu_blocks else 0.0,
             running=len(scheduler.running),
             swapped=len(scheduler.swapped),
             waiting=len(scheduler.waiting),
+            duration_s=now - before,
+            batch=probe.batch,
+            swapped_out_blocks=probe.totals.swapped_out - counted.swapped_out,
+            swapped_in_blocks=probe.totals.swapped_in - counted.swapped_in,
+            preempted=probe.totals.preempted - counted.preempted,
+            waiting_blocks=sum(-(-group.first_seq.get_len() // block_size) for group in scheduler.waiting),
         ))
     timings = tuple(
-        RequestTiming(i, r.arrival_s, first_token[i], finish[i], len(r.prompt_token_ids), output_tokens[i])
+        RequestTiming(i, r.arrival_s, token_times[i][0], token_times[i][-1], len(r.prompt_token_ids),
+                      len(token_times[i]), tuple(token_times[i]))
         for i, r in enumerate(requests)
     )
-    return ReplayResult(config, cache.num_gpu_blocks, cache.num_cpu_blocks, steps, timings, tuple(samples))
+    assert finished == set(range(len(requests))), "the replay ended with unfinished requests"
+    totals = probe.totals
+    return ReplayResult(config, cache.num_gpu_blocks, cache.num_cpu_blocks, steps, timings, tuple(samples),
+                        totals.swapped_out, totals.swapped_in, totals.preempted)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Counts:
+    swapped_out: int = 0
+    swapped_in: int = 0
+    preempted: int = 0
+
+
+class _SchedulerProbe:
+    """Counts what a scheduler decides, whatever its class: blocks swapped each way (from every
+    ``schedule()`` output), the batch of the last schedule, and preemptions (every call of
+    ``_preempt``: all of vLLM's preemption paths and CFSScheduler's go through it, while vLLM's
+    own counter misses those of the priority policy and of CFS steps)."""
+
+    def __init__(self, scheduler) -> None:
+        self.totals = _Counts()
+        self.batch = 0
+        schedule, preempt = scheduler.schedule, scheduler._preempt
+
+        def counted_schedule(*args, **kwargs):
+            result = schedule(*args, **kwargs)
+            outputs = result[1]
+            self.batch = len(outputs.scheduled_seq_groups)
+            self._add(swapped_out=len(outputs.blocks_to_swap_out), swapped_in=len(outputs.blocks_to_swap_in))
+            return result
+
+        def counted_preempt(*args, **kwargs):
+            self._add(preempted=1)
+            return preempt(*args, **kwargs)
+
+        scheduler.schedule, scheduler._preempt = counted_schedule, counted_preempt
+
+    def _add(self, swapped_out: int = 0, swapped_in: int = 0, preempted: int = 0) -> None:
+        t = self.totals
+        self.totals = _Counts(t.swapped_out + swapped_out, t.swapped_in + swapped_in, t.preempted + preempted)
+
+    def step_begins(self) -> _Counts:
+        """The totals so far; the step's own counts are the totals after it minus these."""
+        self.batch = 0
+        return self.totals
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, Optional[int]]) -> Iterator[None]:
+    """Sets (or, for None, removes) environment variables, and restores them afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = str(value)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _set_env(values: dict[str, str]) -> None:
     os.environ.update(values)
-
-
-def _restore_env(name: str, value: Optional[str]) -> None:
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
