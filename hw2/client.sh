@@ -47,7 +47,7 @@ if [[ -n "$out" ]]; then outputs=(--result-text "$out.txt" --result-json "$out.j
 exec "$PYTHON" "$REPO_DIR/benchmarks/benchmark_serving.py" \
     --base-url "http://127.0.0.1:$port" \
     --model "$SERVED_MODEL_NAME" \
-    --tokenizer "$(model_dir)" \
+    --tokenizer "$(model_ref)" \
     --gpu "$(gpu_description)" \
     --dataset-name "$DATASET" \
     --random-input-len "$RANDOM_INPUT_LEN" \

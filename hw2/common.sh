@@ -34,9 +34,13 @@ gpu_description() {
     fi
 }
 
-# The model folder, for the client's tokenizer and the sweep's copy of config.json: the user's
-# weights on real GPUs, else the simulator's local config+tokenizer folder (built once, cached),
-# the one vLLM serves for the hub id on the simulated GPU.
+# The model as vLLM and the client name it: the user's folder on real GPUs, else the hub id, which
+# the simulated GPU and benchmark_serving.py resolve offline to the shipped config and tokenizer.
+model_ref() { if use_real_gpu; then echo "$MODEL"; else echo "$SERVED_MODEL_NAME"; fi; }
+
+# The model folder on disk, for the sweep's copy of config.json: the user's weights on real GPUs,
+# else the simulator's local config+tokenizer folder (built once, cached), the one vLLM serves for
+# the hub id on the simulated GPU.
 model_dir() {
     if use_real_gpu; then echo "$MODEL"; else "$PYTHON" -m vllm_cfs.sim.model_dir; fi
 }
