@@ -22,7 +22,7 @@ def gauges(base_url: str) -> Dict[str, float]:
     return read_gauges(base_url)
 
 
-def wait_until_idle(base_url: str, timeout_s: float = 30.0) -> Dict[str, float]:
+def wait_until_idle(base_url: str, timeout_s: float = 90.0) -> Dict[str, float]:
     """Poll /metrics until no request is left and no KV block is used; returns the last reading.
 
     The gauges are refreshed at every engine step and, when idle, every 10 s by the engine loop.

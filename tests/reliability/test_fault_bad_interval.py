@@ -14,7 +14,7 @@ from vllm_cfs.sim.server import ServerOptions, ServerStartError, simulated_serve
 def test_bad_interval_stops_server_start_with_a_line_naming_it(tmp_path):
     log = tmp_path / "vllm_server.log"
     options = ServerOptions(profile="h200", scheduler_cls="vllm_cfs.CFSScheduler",
-                            cfs_interval="ten", log_path=log, startup_timeout_s=150)
+                            cfs_interval="ten", log_path=log)
     with pytest.raises(ServerStartError, match=r"vllm serve exited with code [1-9]"):
         with simulated_server(options):
             pass
