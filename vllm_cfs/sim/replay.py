@@ -29,6 +29,7 @@ from vllm_cfs.sim.clock import CLOCK_ENV, VirtualClock
 from vllm_cfs.sim.profile import PROFILE_ENV
 
 DEFAULT_SCHEDULER = "vllm.core.scheduler.Scheduler"
+LOG_LEVEL_ENV = "VLLM_LOGGING_LEVEL"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +201,10 @@ class ReplayProcess:
         self.profile = profile
         self._pool: Optional[ProcessPoolExecutor] = None
         if not _this_process_can_run(profile):
-            env = {PROFILE_ENV: profile, "VLLM_USE_V1": "0", CLOCK_ENV: "virtual", "HF_HUB_OFFLINE": "1"}
+            env = {PROFILE_ENV: profile, "VLLM_USE_V1": "0", CLOCK_ENV: "virtual", "HF_HUB_OFFLINE": "1",
+                   # vLLM logs to stdout; a replay's lines (engine set-up, preemption warnings) would
+                   # bury the caller's output, and its results carry what matters. Set it to see them.
+                   LOG_LEVEL_ENV: os.environ.get(LOG_LEVEL_ENV, "ERROR")}
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_set_env, initargs=(env,))
             self._pool.submit(_import_engine)
