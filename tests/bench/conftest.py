@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from vllm_cfs.bench.datasets import load_tokenizer
+from vllm_cfs.sim.server import ServerOptions, simulated_server
 
 TRAINING_TEXT = """\
 The scheduler admits a request only while there is memory for its key-value cache. Under a burst,
@@ -152,3 +153,12 @@ class CompletionServer:
 def completion_server():
     with CompletionServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """vLLM's real OpenAI server on the simulated GPU (CodeLlama-34B, 2 x A100-40GB, FCFS), one
+    start for every test of this folder that needs it."""
+    log = tmp_path_factory.mktemp("server") / "vllm_server.log"
+    with simulated_server(ServerOptions(log_path=log)) as running:
+        yield running

@@ -33,7 +33,6 @@ from vllm_cfs.bench.vllm_dialect import (
     percentile_word,
     result_document,
 )
-from vllm_cfs.sim.server import ServerOptions, simulated_server
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "benchmark_serving.py"
 MODEL_ID = "codellama/CodeLlama-34b-hf"
@@ -338,13 +337,6 @@ def test_random_prefix_and_sharegpt_output_len(tiny_tokenizer, tmp_path):
 
 
 # --- upstream command lines against one simulated vLLM server -------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    log = tmp_path_factory.mktemp("vllm-flags-server") / "vllm_server.log"
-    with simulated_server(ServerOptions(log_path=log)) as running:
-        yield running
 
 
 def upstream(*args: str, cwd: Path) -> subprocess.CompletedProcess:

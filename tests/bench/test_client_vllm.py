@@ -9,14 +9,6 @@ from vllm_cfs.bench.datasets import load_tokenizer
 from vllm_cfs.bench.report import format_report
 from vllm_cfs.bench.workload import WorkloadConfig, build_workload
 from vllm_cfs.sim.model_dir import codellama_34b_dir
-from vllm_cfs.sim.server import ServerOptions, simulated_server
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    log = tmp_path_factory.mktemp("server") / "vllm_server.log"
-    with simulated_server(ServerOptions(log_path=log)) as running:
-        yield running
 
 
 def test_a_humaneval_burst_through_vllm(server):
