@@ -8,11 +8,9 @@ differences and the P99s of both (vllm_cfs.lab.agreement). Starts one `vllm serv
 import argparse
 import dataclasses
 
-from vllm_cfs.bench.datasets import load_tokenizer
 from vllm_cfs.bench.workload import build_workload
 from vllm_cfs.lab.agreement import compare, live_and_replayed
 from vllm_cfs.lab.sweep import WORKLOADS
-from vllm_cfs.sim.model_dir import codellama_34b_dir
 
 
 def main() -> None:
@@ -23,15 +21,13 @@ def main() -> None:
     parser.add_argument("--cfs-intervals", type=int, nargs="+", default=[0, 10],
                         help="0 is vLLM's FCFS scheduler, N>0 CFSScheduler with CFS_INTERVAL=N (default: 0 10)")
     args = parser.parse_args()
-    tokenizer = load_tokenizer(codellama_34b_dir())
     spec = WORKLOADS[args.workload]
     config = dataclasses.replace(spec.config, seed=args.seed, num_prompts=args.num_prompts or spec.config.num_prompts)
-    workload = build_workload(config, tokenizer)
     print(f"workload {args.workload} seed {args.seed}: {spec.description}; simulated 2 x A100-40GB, "
           "server with the real clock against the virtual-time replay")
     for interval in args.cfs_intervals:
         scheduler = ("vllm_cfs.CFSScheduler", interval) if interval else (None, None)
-        pair = live_and_replayed(workload, tokenizer, *scheduler)
+        pair = live_and_replayed(lambda tokenizer: build_workload(config, tokenizer), *scheduler)
         print(f"{'fcfs' if not interval else f'cfs-{interval}'}: {compare(pair.live, pair.replayed).describe()}",
               flush=True)
 

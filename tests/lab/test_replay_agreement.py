@@ -1,8 +1,8 @@
 """The virtual-time replay against the real-time simulated server, on the same workload.
 
 The workload is built so that its TTFTs are seconds of modeled GPU time, and so that no request
-can join a different batch live than in the replay: one 8000-token prompt first (a 1.55 s
-prefill), then eleven 4000-token prompts, one every 0.1 s from 0.3 s, all arriving during that
+can join a different batch live than in the replay: one 8000-token prompt first (two of the
+random prompts joined; a 1.55 s prefill), then eleven 4000-token prompts, one every 0.1 s from 0.3 s, all arriving during that
 prefill and at least 0.25 s from the start or end of any long step. GPU memory holds the long
 request and two short ones, or four short ones, so the TTFTs climb from 1.55 s to about 9 s of
 prefills and a few decode steps (8 output tokens each; 33 engine steps in all).
@@ -16,23 +16,23 @@ every arrival on the same side of every long step, and is a few % of the median 
 
 import dataclasses
 
-from vllm_cfs.bench.datasets import load_tokenizer
-from vllm_cfs.bench.workload import Workload, WorkloadConfig, build_workload
+from vllm_cfs.bench.datasets import count_tokens
+from vllm_cfs.bench.workload import RequestSpec, Workload, WorkloadConfig, build_workload
 from vllm_cfs.lab.agreement import arrival_margin_s, compare, live_and_replayed
-from vllm_cfs.sim.model_dir import codellama_34b_dir
 
 
 def prefill_queue(tokenizer) -> Workload:
-    long = build_workload(WorkloadConfig("random", 1, seed=0, random_input_len=8000, random_output_len=8), tokenizer)
-    short = build_workload(WorkloadConfig("random", 11, seed=1, random_input_len=4000, random_output_len=8), tokenizer)
-    specs = [long.requests[0]] + [dataclasses.replace(s, index=i, issue_offset_s=0.2 + 0.1 * i)
-                                  for i, s in enumerate(short.requests, start=1)]
-    return Workload(short.config, specs, "one 8000-token prompt, then eleven 4000-token prompts every 0.1 s from 0.3 s")
+    """Thirteen 4000-token random prompts (one vocabulary scan); the first two joined make the long one."""
+    built = build_workload(WorkloadConfig("random", 13, seed=0, random_input_len=4000, random_output_len=8), tokenizer)
+    first, second, *rest = built.requests
+    text = first.prompt + second.prompt
+    specs = [RequestSpec(0, text, count_tokens(tokenizer, text), 8, 0.0)]
+    specs += [dataclasses.replace(s, index=i, issue_offset_s=0.2 + 0.1 * i) for i, s in enumerate(rest, start=1)]
+    return Workload(built.config, specs, "one 8000-token prompt, then eleven 4000-token prompts every 0.1 s from 0.3 s")
 
 
 def test_replay_agrees_with_the_real_time_server(tmp_path):
-    tokenizer = load_tokenizer(codellama_34b_dir())
-    pair = live_and_replayed(prefill_queue(tokenizer), tokenizer, log_path=tmp_path / "vllm_server.log")
+    pair = live_and_replayed(prefill_queue, log_path=tmp_path / "vllm_server.log")
     agreement = compare(pair.live, pair.replayed)
     print(agreement.describe())
     # The design holds: seconds of GPU time, and no arrival near a long step's boundary.

@@ -14,14 +14,16 @@ import dataclasses
 import json
 import math
 import statistics
+import threading
 import urllib.request
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from vllm_cfs.bench.client import ClientConfig, run_burst
+from vllm_cfs.bench.datasets import load_tokenizer
 from vllm_cfs.bench.results import RunResult
 from vllm_cfs.bench.workload import Workload
-from vllm_cfs.sim.model_dir import SERVED_MODEL_NAME
+from vllm_cfs.sim.model_dir import SERVED_MODEL_NAME, codellama_34b_dir
 from vllm_cfs.sim.replay import ReplayConfig, ReplayProcess, ReplayRequest, ReplayResult, requests_of, to_run_result
 from vllm_cfs.sim.server import ServerOptions, simulated_server
 
@@ -81,27 +83,57 @@ class Pair:
     replay: ReplayResult  # the replay's own result (its steps)
 
 
-def live_and_replayed(workload: Workload, tokenizer, scheduler_cls: Optional[str] = None,
+def live_and_replayed(make_workload: Callable[[Any], Workload], scheduler_cls: Optional[str] = None,
                       cfs_interval: Optional[int] = None, log_path: Optional[Path] = None) -> Pair:
-    """The workload through the simulated server (real clock) and through the replay, same engine settings.
+    """A workload through the simulated server (real clock) and through the replay, same engine settings.
 
-    The replay runs while the server starts, and is done before the burst begins, so that it
-    takes no CPU from the server while the server is being timed.
+    ``make_workload`` builds the workload from the model's tokenizer. Everything that does not
+    need the server (the tokenizer, the workload, the replay) runs while the server starts, and is
+    done before the burst begins, so that it takes no CPU from the server while it is timed.
     """
-    requests = requests_of(workload, tokenizer)
-    warm_up = ReplayRequest(0.0, tuple(tokenizer.encode(WARM_UP_PROMPT)), 1)
-    after_warm_up = [dataclasses.replace(r, arrival_s=r.arrival_s + WARM_UP_LEAD_S) for r in requests]
     config = ReplayConfig(scheduler_cls=scheduler_cls or ReplayConfig.scheduler_cls, cfs_interval=cfs_interval)
-    setup = {"scheduler": config.scheduler_cls, "cfs_interval": cfs_interval, "num_prompts": len(requests)}
+    prepared: dict[str, Any] = {}
     with ReplayProcess(config.profile) as process:
-        future = process.submit([warm_up, *after_warm_up], config)
+        def prepare() -> None:
+            tokenizer = load_tokenizer(codellama_34b_dir())
+            workload = make_workload(tokenizer)
+            requests = requests_of(workload, tokenizer)
+            warm_up = ReplayRequest(0.0, tuple(tokenizer.encode(WARM_UP_PROMPT)), 1)
+            after_warm_up = [dataclasses.replace(r, arrival_s=r.arrival_s + WARM_UP_LEAD_S) for r in requests]
+            prepared.update(workload=workload, requests=requests,
+                            replay=process.submit([warm_up, *after_warm_up], config))
+
+        preparing = _Worker(prepare)
         options = ServerOptions(scheduler_cls=scheduler_cls, cfs_interval=cfs_interval, log_path=log_path)
         with simulated_server(options) as server:
-            replay = without_first_request(future.result(), WARM_UP_LEAD_S)
+            preparing.join()
+            workload, requests = prepared["workload"], prepared["requests"]
+            replay = without_first_request(prepared["replay"].result(), WARM_UP_LEAD_S)
+            setup = {"scheduler": config.scheduler_cls, "cfs_interval": cfs_interval, "num_prompts": len(requests)}
             _complete(server.base_url, WARM_UP_PROMPT, max_tokens=1)
             live = run_burst(workload.requests, ClientConfig(base_url=server.base_url, progress=False),
                              {**setup, "gpu": "simulated a100-40gb x2 (real-time server)"})
     return Pair(live, to_run_result(replay, requests, setup), replay)
+
+
+class _Worker(threading.Thread):
+    """A function on a thread; ``join`` raises what it raised."""
+
+    def __init__(self, target: Callable[[], None]):
+        super().__init__(daemon=True)
+        self._target_fn, self._error = target, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the joining thread
+            self._error = exc
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        super().join(timeout)
+        if self._error is not None:
+            raise self._error
 
 
 def without_first_request(result: ReplayResult, lead_s: float) -> ReplayResult:

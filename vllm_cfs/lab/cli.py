@@ -84,7 +84,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = [run.row for run in runs]
     about = {"command": "python benchmarks/policy_sweep.py " + shlex.join(sys.argv[1:] if argv is None else argv),
              "date": datetime.date.today().isoformat(),
-             "workloads": {w: WORKLOADS[w].description for w in workloads}}
+             "workloads": {w: WORKLOADS[w].description for w in workloads},
+             "policies": {p.key: {"description": p.description, "settings": dict(p.settings)} for p in policies}}
     csv_path, json_path = write_table(rows, args.out, about=about)
     (args.out / "policies-sweep.md").write_text(markdown_table(rows) + "\n")
     write_runs(runs, args.out / "runs")
