@@ -408,17 +408,18 @@ def _environment(values: dict[str, Optional[int]]) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in values}
     try:
         for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = str(value)
+            _put_env(name, None if value is None else str(value))
         yield
     finally:
         for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+            _put_env(name, value)
+
+
+def _put_env(name: str, value: Optional[str]) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _set_env(values: dict[str, str]) -> None:
