@@ -8,9 +8,9 @@ the default burst: random 1024-token prompts, 128 output tokens, 50 requests at 
 import argparse
 
 from vllm_cfs.bench.datasets import load_tokenizer
-from vllm_cfs.bench.workload import WorkloadConfig, build_workload
+from vllm_cfs.lab.sweep import workload_requests
 from vllm_cfs.sim.model_dir import codellama_34b_dir
-from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay_many, to_run_result
+from vllm_cfs.sim.replay import ReplayConfig, replay_many, to_run_result
 
 POLICIES = ("vllm_cfs.CFSScheduler", "vllm_cfs.lab.variants.CFSHeldBySwapped")
 
@@ -22,10 +22,7 @@ def main() -> None:
     tokenizer = load_tokenizer(codellama_34b_dir())
     print(f"{'seed':>4} {'policy':<42} {'mean TTFT':>10} {'P99 TTFT':>9} {'mean TPOT':>10} {'P99 TPOT':>9}")
     for seed in args.seeds:
-        workload = build_workload(WorkloadConfig("random", 50, 3.0, seed=seed, random_input_len=1024,
-                                                 random_output_len=128), tokenizer)
-        requests = [ReplayRequest(s.issue_offset_s, tuple(tokenizer.encode(s.prompt)), s.output_tokens)
-                    for s in workload.requests]
+        requests = workload_requests("reference", seed, tokenizer)
         jobs = [(requests, ReplayConfig(scheduler_cls=policy, cfs_interval=10)) for policy in POLICIES]
         for policy, result in zip(POLICIES, replay_many(jobs)):
             s = to_run_result(result, requests).summary

@@ -8,9 +8,9 @@ and P99 TPOT per profile. Usage: recalibration_effect.py PROFILE [PROFILE ...]
 import argparse
 
 from vllm_cfs.bench.datasets import load_tokenizer
-from vllm_cfs.bench.workload import WorkloadConfig, build_workload
+from vllm_cfs.lab.sweep import workload_requests
 from vllm_cfs.sim.model_dir import codellama_34b_dir
-from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay_many, to_run_result
+from vllm_cfs.sim.replay import ReplayConfig, replay_many, to_run_result
 
 
 def main() -> None:
@@ -23,10 +23,7 @@ def main() -> None:
 
 def report(profile: str) -> None:
     tokenizer = load_tokenizer(codellama_34b_dir())
-    workload = build_workload(WorkloadConfig("random", 50, 3.0, random_input_len=1024,
-                                             random_output_len=128), tokenizer)
-    requests = [ReplayRequest(s.issue_offset_s, tuple(tokenizer.encode(s.prompt)), s.output_tokens)
-                for s in workload.requests]
+    requests = workload_requests("reference", 0, tokenizer)
     intervals = (0, 10)
     jobs = [(requests, ReplayConfig(profile=profile, scheduler_cls="vllm_cfs.CFSScheduler",
                                     cfs_interval=interval)) for interval in intervals]
