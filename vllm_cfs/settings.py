@@ -1,4 +1,4 @@
-"""The CFS scheduler's settings, read from the environment (no vLLM import: the plugin uses it)."""
+"""Settings of the CFS and Fair schedulers and of the staged swap worker, read from the environment (no vLLM import: the plugin uses it)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,18 @@ def read_min_granularity(interval: int, environ: Mapping[str, str] = os.environ)
 def read_patience_tokens(environ: Mapping[str, str] = os.environ) -> int:
     return _read_count(environ, PATIENCE_ENV, DEFAULT_PATIENCE_TOKENS,
                        "decode steps a new arrival waits for a finishing request's room before evicting one")
+
+
+STAGING_BLOCKS_ENV = "VLLM_CFS_STAGING_BLOCKS"
+# 32 blocks of CodeLlama-34B at TP 2 are 48 MiB: copies that large already run at the host link's
+# speed, while the buffer costs only 3% of an A100-40GB's KV blocks at that size.
+DEFAULT_STAGING_BLOCKS = 32
+
+
+def staged_swap_blocks(environ: Mapping[str, str] = os.environ) -> int:
+    """KV blocks the staged swap worker sets aside on the GPU for its staging buffer."""
+    blocks = _read_count(environ, STAGING_BLOCKS_ENV, DEFAULT_STAGING_BLOCKS,
+                         "KV blocks of GPU memory the staged swap worker stages copies through")
+    if blocks == 0:
+        raise CFSConfigError(f"{STAGING_BLOCKS_ENV}=0 is invalid: the staged swap needs at least one block")
+    return blocks

@@ -91,6 +91,12 @@ class SimulatedGPUPlatform(Platform):
         return torch.no_grad()
 
     @classmethod
+    def get_attn_backend_cls(cls, selected_backend, head_size, dtype, kv_cache_dtype, block_size, use_v1, use_mla) -> str:
+        # What vLLM 0.9 picks on the modelled GPUs. The executor runs no attention; a cache engine
+        # built on CPU tensors (the staged swap worker's test) needs the backend's KV layout.
+        return "vllm.attention.backends.flash_attn.FlashAttentionBackend"
+
+    @classmethod
     def is_pin_memory_available(cls) -> bool:
         return False
 
