@@ -27,14 +27,22 @@ else:
     raise SystemExit("the probe failed to hide vllm")
 
 for module in ("cli", "copiers", "decoder", "environment", "fit", "formats", "formulas", "measure",
-               "plans", "shapes", "swap_rig", "table", "timing"):
+               "plans", "shapes", "swap_rig", "table", "timing", "allreduce"):
     __import__(f"vllm_cfs.calibration.{module}")
+for module in ("vllm_cfs.swap.copy_engine", "vllm_cfs.swap.speed"):  # benchmarks/swap_speed.py's
+    __import__(module)
 for argv in (["--help"], ["--dry-run", "--out", sys.argv[1]]):
     sys.argv = ["benchmarks/calibrate_gpu.py", *argv]
     try:
         runpy.run_path("benchmarks/calibrate_gpu.py", run_name="__main__")
     except SystemExit as exc:
         assert exc.code == 0, (argv, exc.code)
+for script in ("benchmarks/calibrate_allreduce.py", "benchmarks/swap_speed.py"):
+    sys.argv = [script, "--help"]
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exc:
+        assert exc.code == 0, (script, exc.code)
 loaded = sorted(m for m in sys.modules if m.split(".")[0] == "vllm" or m.startswith("vllm_cfs.sim"))
 assert not loaded, loaded
 print("standalone ok")

@@ -17,7 +17,7 @@ ROUND_GPU = GPUProfile(
     host_link_bytes_per_s=1e10, prefill_flops_efficiency=0.5, prefill_half_efficiency_tokens=100,
     decode_bandwidth_efficiency=0.5, decode_flops_efficiency=0.25, allreduce_latency_s=1e-5,
     allreduce_bandwidth_efficiency=0.5, swap_copy_overhead_s=1e-6, swap_bandwidth_efficiency=0.5,
-    step_overhead_s=0.002, non_kv_overhead_bytes=10**9,
+    staged_swap_chunk_overhead_s=1e-4, staged_swap_bandwidth_efficiency=0.8, step_overhead_s=0.002, non_kv_overhead_bytes=10**9,
 )
 P = 33_743_970_304  # 48 * (2*8192*8192 + 2*8192*1024 + 3*8192*22016 + 2*8192) + 2*32000*8192 + 8192
 
@@ -72,6 +72,17 @@ def test_allreduce(model, codellama):
 def test_swap(model):
     assert model.swap_time(3) == pytest.approx(3 * 48 * 2 * 1e-6 + 3 * 1_572_864 / 5e9)
     assert model.swap_time(0) == 0
+
+
+def test_staged_swap_pays_per_staging_load_not_per_copy(codellama):
+    staged = CostModel(ROUND_GPU, codellama, tensor_parallel_size=2, staging_blocks=32)
+    block = 1_572_864
+    assert staged.swap_time(1) == pytest.approx(1e-4 + block / 8e9)
+    assert staged.swap_time(32) == pytest.approx(1e-4 + 32 * block / 8e9)
+    assert staged.swap_time(33) == pytest.approx(2e-4 + 33 * block / 8e9)  # a second load of the buffer
+    assert staged.swap_time(0) == 0
+    with pytest.raises(ValueError, match="staging_blocks"):
+        CostModel(ROUND_GPU, codellama, tensor_parallel_size=2, staging_blocks=0)
 
 
 def test_step_is_the_sum_of_its_parts(model):

@@ -6,7 +6,9 @@ import pytest
 from vllm.core.scheduler import Scheduler
 
 from vllm_cfs.bench.results import RunResult
+from vllm_cfs.settings import DEFAULT_STAGING_BLOCKS
 from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay, replay_many, to_run_result
+from vllm_cfs.swap import WORKER_CLS
 
 
 def burst(n=40, rate=4.0, seed=0):
@@ -23,12 +25,22 @@ def runs():
     requests = burst()
     cfs = ReplayConfig(scheduler_cls="vllm_cfs.CFSScheduler", cfs_interval=10)
     fcfs = ReplayConfig()
-    return requests, replay_many([(requests, cfs), (requests, cfs), (requests, fcfs)])
+    staged = ReplayConfig(scheduler_cls="vllm_cfs.CFSScheduler", cfs_interval=10, worker_cls=WORKER_CLS)
+    return requests, replay_many([(requests, cfs), (requests, cfs), (requests, fcfs), (requests, staged)])
 
 
 def test_replay_is_deterministic(runs):
-    _, (first, second, _) = runs
+    _, (first, second, _, _) = runs
     assert first == second
+
+
+def test_the_staged_swap_worker_costs_blocks_and_saves_time(runs):
+    requests, (cfs, _, _, staged) = runs
+    assert staged.gpu_blocks == cfs.gpu_blocks - DEFAULT_STAGING_BLOCKS  # its staging buffer
+    assert [t.output_tokens for t in staged.requests] == [r.max_tokens for r in requests]
+    assert staged.blocks_swapped_out > 0
+    finish = max(t.finish_s for t in staged.requests)
+    assert finish < max(t.finish_s for t in cfs.requests)  # same work, cheaper swaps
 
 
 def test_every_request_completes_with_its_tokens(runs):
@@ -41,7 +53,7 @@ def test_every_request_completes_with_its_tokens(runs):
 
 
 def test_kv_samples_show_the_pressure(runs):
-    _, (cfs, _, fcfs) = runs
+    _, (cfs, _, fcfs, _) = runs
     assert (cfs.gpu_blocks, cfs.cpu_blocks) == (1028, 10922)
     assert len(cfs.kv_samples) <= cfs.steps
     assert max(s.gpu_kv_usage for s in fcfs.kv_samples) > 0.9
@@ -50,7 +62,7 @@ def test_kv_samples_show_the_pressure(runs):
 
 
 def test_replay_speaks_the_client_results_schema(runs):
-    requests, (cfs, _, fcfs) = runs
+    requests, (cfs, _, fcfs, _) = runs
     for result in (cfs, fcfs):
         run = RunResult.from_json(to_run_result(result, requests, {"label": "replay"}).to_json())
         assert run.setup["label"] == "replay" and "simulated a100-40gb" in run.setup["gpu"]
@@ -82,7 +94,7 @@ def test_every_token_has_its_time(runs):
 
 
 def test_swaps_and_preemptions_are_counted_per_step(runs):
-    _, (cfs, _, fcfs) = runs
+    _, (cfs, _, fcfs, _) = runs
     for result in (cfs, fcfs):
         assert result.blocks_swapped_out == sum(s.swapped_out_blocks for s in result.kv_samples)
         assert result.blocks_swapped_in == sum(s.swapped_in_blocks for s in result.kv_samples)

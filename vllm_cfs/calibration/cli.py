@@ -9,15 +9,18 @@ import sys
 from pathlib import Path
 
 from vllm_cfs.calibration.fit import build_profile, fit_profile
-from vllm_cfs.calibration.formats import CalibrationError, default_name, load_base_profile, read_raw
+from vllm_cfs.calibration.formats import (CalibrationError, default_name, load_base_profile, read_allreduce_raw,
+                                           read_raw, read_swap_speed)
 from vllm_cfs.calibration.measure import measure
 from vllm_cfs.calibration.shapes import CODELLAMA_34B
 from vllm_cfs.calibration.table import comparison_rows, median_abs_errors, render_table, summary
 
 
-def write_outputs(out: Path, raw: dict, base: dict, name: str) -> tuple[dict, str, dict]:
+def write_outputs(out: Path, raw: dict, base: dict, name: str, allreduce_raw: dict | None = None,
+                  swap_speed: dict | None = None) -> tuple[dict, str, dict]:
     """Fit, then write profile.json and table.md; returns the profile, the table and the medians."""
-    profile = build_profile(raw, base, fit_profile(raw, base), name)
+    fit = fit_profile(raw, base, allreduce_raw, swap_speed)
+    profile = build_profile(raw, base, fit, name, allreduce_raw, swap_speed)
     names = ["datasheet", "fitted"]
     rows = comparison_rows(raw, {"datasheet": base, "fitted": profile})
     table = render_table(raw, rows, names)
@@ -39,6 +42,10 @@ def parse_args(argv=None):
                              "events, graphs and the C++ copier; the figures mean nothing")
     parser.add_argument("--from-raw", type=Path, metavar="RAW_JSON",
                         help="measure nothing: fit and write profile.json and table.md from an earlier raw.json")
+    parser.add_argument("--allreduce-raw", type=Path, metavar="JSON",
+                        help="also fit the all-reduce constants to a two-GPU run of benchmarks/calibrate_allreduce.py")
+    parser.add_argument("--swap-speed-raw", type=Path, metavar="JSON",
+                        help="also fit the staged swap constants to a run of benchmarks/swap_speed.py")
     parser.add_argument("--base-profile", type=Path,
                         help="profile whose datasheet figures and unfitted keys are used "
                              "(default: vllm_cfs/sim/profiles/h200.json, else built-in H200 datasheet figures)")
@@ -69,7 +76,9 @@ def main(argv=None) -> int:
             raw = measure(args, torch, args.out)
         name = args.name or ("cpu-dry-run" if raw["environment"]["device"] == "cpu"
                              else default_name(raw["environment"]["gpu"]))
-        profile, table, medians = write_outputs(args.out, raw, base, name)
+        allreduce_raw = read_allreduce_raw(args.allreduce_raw) if args.allreduce_raw else None
+        swap_speed = read_swap_speed(args.swap_speed_raw) if args.swap_speed_raw else None
+        profile, table, medians = write_outputs(args.out, raw, base, name, allreduce_raw, swap_speed)
     except CalibrationError as exc:
         print(f"calibrate_gpu: error: {exc}", file=sys.stderr)
         return 2

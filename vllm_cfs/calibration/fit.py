@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vllm_cfs.calibration import allreduce
+from vllm_cfs.settings import DEFAULT_STAGING_BLOCKS
 from vllm_cfs.calibration.formats import PROFILE_KEYS
 from vllm_cfs.calibration.formulas import (
     ModelNumbers, error_pct, predict_swap, predict_swap_with_calls, prefill_flops,
@@ -116,8 +118,25 @@ def fit_swap(points: list[dict], host_link: float, call_layers: int | None = Non
     return fitted
 
 
-def fit_profile(raw: dict, base: dict) -> Fit:
-    """Fit the profile's factors to the measured medians of `raw`, starting from `base`."""
+def fit_staged_swap(speed: dict, staging_blocks: int) -> dict:
+    """t = ceil(n / staging) * staged_swap_chunk_overhead_s + n * block_bytes / (link * efficiency), on
+    the staged points of one staging size of a benchmarks/swap_speed.py run (both directions), by
+    non-negative least squares of relative error. The link is the run's own pinned copy."""
+    run = speed["runs"][str(staging_blocks)]
+    link = run["link"]
+    points = [p for p in run["points"] if p["path"] == "staged"]
+    t = np.array([p["median_s"] for p in points])
+    loads = np.array([-(-p["blocks"] // staging_blocks) for p in points], float)
+    transfer = np.array([p["blocks"] * run["shape"]["block_bytes"] / link[
+        "device_to_host_bytes_per_s" if p["direction"] == "out" else "host_to_device_bytes_per_s"] for p in points])
+    overhead, inverse = _relative_nnls(np.stack([loads, transfer], 1), t)
+    return {"staged_swap_chunk_overhead_s": float(overhead),
+            "staged_swap_bandwidth_efficiency": float(min(1.0, 1.0 / inverse))}
+
+
+def fit_profile(raw: dict, base: dict, allreduce_raw: dict | None = None, swap_speed: dict | None = None) -> Fit:
+    """Fit the profile's factors to the measured medians of `raw` (and of a two-GPU all-reduce
+    run and a staged swap run, if given), starting from `base`."""
     m = ModelNumbers.from_dict(raw["model"])
     values, notes = {}, {}
     values["memory_bytes"] = raw["environment"]["memory_bytes"] or base["memory_bytes"]
@@ -162,8 +181,25 @@ def fit_profile(raw: dict, base: dict) -> Fit:
         }
     else:
         proposal = None
-    for key in ("gpu_link_bytes_per_s", "allreduce_latency_s", "allreduce_bandwidth_efficiency"):
-        notes[key] = "kept from the base profile: one GPU measured, no all-reduce"
+    notes["gpu_link_bytes_per_s"] = "datasheet, so that the all-reduce efficiency compares across GPUs"
+    if allreduce_raw:
+        values.update(allreduce.fit(allreduce_raw["points"], base["gpu_link_bytes_per_s"]))
+        gpus = allreduce_raw["environment"]["gpus"]
+        notes["allreduce_latency_s"] = notes["allreduce_bandwidth_efficiency"] = (
+            f"measured on {len(gpus)} x {gpus[0]}: NCCL {allreduce_raw['environment']['nccl']} through "
+            f"torch.distributed, {len(allreduce_raw['points'])} sizes (latency: median of the decode sizes; "
+            f"efficiency: least squares of relative error on the prefill sizes)")
+    else:
+        for key in ("allreduce_latency_s", "allreduce_bandwidth_efficiency"):
+            notes[key] = "kept from the base profile: one GPU measured, no all-reduce"
+    if swap_speed:
+        values.update(fit_staged_swap(swap_speed, DEFAULT_STAGING_BLOCKS))
+        notes["staged_swap_chunk_overhead_s"] = notes["staged_swap_bandwidth_efficiency"] = (
+            f"fitted on the staged points of benchmarks/swap_speed.py with a {DEFAULT_STAGING_BLOCKS}-block "
+            f"staging buffer, {swap_speed['environment']['gpu']} (least squares of relative error)")
+    else:
+        for key in ("staged_swap_chunk_overhead_s", "staged_swap_bandwidth_efficiency"):
+            notes[key] = "kept from the base profile: no staged swap run given"
     notes["step_overhead_s"] = "kept from the base profile: engine overhead needs vLLM, not measured here"
     notes["non_kv_overhead_bytes"] = "kept from the base profile (measured CUDA context size is under measured.memory)"
     for key in ("hbm_bytes_per_s", "peak_flops"):
@@ -171,7 +207,8 @@ def fit_profile(raw: dict, base: dict) -> Fit:
     return Fit(values, notes, proposal)
 
 
-def build_profile(raw: dict, base: dict, fit: Fit, name: str) -> dict:
+def build_profile(raw: dict, base: dict, fit: Fit, name: str, allreduce_raw: dict | None = None,
+                  swap_speed: dict | None = None) -> dict:
     """The fitted profile in the simulator's format, with the raw points under "measured"."""
     env = raw["environment"]
     day = env["date"][:10]
@@ -185,6 +222,10 @@ def build_profile(raw: dict, base: dict, fit: Fit, name: str) -> dict:
     profile["measured"] = {k: raw.get(k) for k in (
         "environment", "model", "settings", "ceilings", "memory", "prefill", "decode",
         "decode_skipped", "swap", "errors")}
+    if allreduce_raw:
+        profile["measured"]["allreduce"] = allreduce_raw
+    if swap_speed:
+        profile["measured"]["staged_swap"] = swap_speed
     profile["calibration"] = {
         "base_profile": base["name"],
         "base_values": {k: base[k] for k in sorted(fit.values)},

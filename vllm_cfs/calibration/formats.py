@@ -14,7 +14,8 @@ PROFILE_KEYS = (
     "gpu_link_bytes_per_s", "host_link_bytes_per_s", "prefill_flops_efficiency",
     "prefill_half_efficiency_tokens", "decode_bandwidth_efficiency", "decode_flops_efficiency",
     "allreduce_latency_s", "allreduce_bandwidth_efficiency", "swap_copy_overhead_s",
-    "swap_bandwidth_efficiency", "step_overhead_s", "non_kv_overhead_bytes",
+    "swap_bandwidth_efficiency", "staged_swap_chunk_overhead_s", "staged_swap_bandwidth_efficiency",
+    "step_overhead_s", "non_kv_overhead_bytes",
 )
 
 # Used only when the simulator's shipped h200.json is absent: datasheet figures (NVIDIA H200 SXM,
@@ -36,6 +37,8 @@ DATASHEET_H200 = {
     "allreduce_bandwidth_efficiency": 0.7,
     "swap_copy_overhead_s": 8e-6,
     "swap_bandwidth_efficiency": 0.8,
+    "staged_swap_chunk_overhead_s": 50e-6,
+    "staged_swap_bandwidth_efficiency": 0.8,
     "step_overhead_s": 0.004,
     "non_kv_overhead_bytes": 2 * 1024**3,
 }
@@ -68,6 +71,30 @@ def read_raw(path: Path, writer: str) -> dict:
         raise CalibrationError(f"cannot read {path}: {exc}") from exc
     if not isinstance(raw, dict) or raw.get("schema") != RAW_SCHEMA:
         raise CalibrationError(f"{path} is not a raw.json written by {writer}")
+    return raw
+
+
+def read_allreduce_raw(path: Path) -> dict:
+    """A two-GPU run of benchmarks/calibrate_allreduce.py."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CalibrationError(f"cannot read {path}: {exc}") from exc
+    points = raw.get("points") if isinstance(raw, dict) else None
+    if not points or not all({"tokens", "bytes", "median_s"} <= set(p) for p in points) or "gpus" not in raw.get(
+            "environment", {}):
+        raise CalibrationError(f"{path} is not an allreduce-raw.json written by benchmarks/calibrate_allreduce.py")
+    return raw
+
+
+def read_swap_speed(path: Path) -> dict:
+    """A run of benchmarks/swap_speed.py."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CalibrationError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("runs"), dict) or "environment" not in raw:
+        raise CalibrationError(f"{path} is not a swap-speed.json written by benchmarks/swap_speed.py")
     return raw
 
 

@@ -55,13 +55,19 @@ class StepCost:
 
 
 class CostModel:
-    def __init__(self, gpu: GPUProfile, model: ModelSpec, tensor_parallel_size: int, block_size: int = 16):
+    """`staging_blocks`: None for vLLM 0.9's per-block swap, else the staged swap worker's buffer size."""
+
+    def __init__(self, gpu: GPUProfile, model: ModelSpec, tensor_parallel_size: int, block_size: int = 16,
+                 staging_blocks: int | None = None):
         if tensor_parallel_size < 1:
             raise ValueError("tensor_parallel_size must be >= 1")
+        if staging_blocks is not None and staging_blocks < 1:
+            raise ValueError("staging_blocks must be >= 1")
         self.gpu = gpu
         self.model = model
         self.tp = tensor_parallel_size
         self.block_size = block_size
+        self.staging_blocks = staging_blocks
 
     # --- memory (bytes, per GPU) ---
 
@@ -155,11 +161,21 @@ class CostModel:
         return 2 * m.num_layers * one
 
     def swap_time(self, blocks: int) -> float:
-        """n * layers * 2 copies (vLLM 0.9 issues one per block per layer for K and for V), each with a
-        fixed overhead, plus n * block_bytes over the host link."""
+        """One direction's swap of n blocks, by the path the worker uses:
+
+        per block (vLLM 0.9): n * layers * 2 copies, each with a fixed overhead, plus n * block_bytes
+        over the host link;
+        staged (vllm_cfs.swap): one fixed cost per staging-buffer load, ceil(n / staging_blocks)
+        of them, plus n * block_bytes over the host link at the staged path's efficiency.
+        """
         if blocks == 0:
             return 0.0
         gpu = self.gpu
+        if self.staging_blocks is not None:
+            loads = -(-blocks // self.staging_blocks)
+            return loads * gpu.staged_swap_chunk_overhead_s + blocks * self.block_bytes / (
+                gpu.host_link_bytes_per_s * gpu.staged_swap_bandwidth_efficiency
+            )
         copies = blocks * self.model.num_layers * 2
         return copies * gpu.swap_copy_overhead_s + blocks * self.block_bytes / (
             gpu.host_link_bytes_per_s * gpu.swap_bandwidth_efficiency

@@ -15,6 +15,7 @@ import re
 import sys
 from pathlib import Path
 
+from vllm_cfs.settings import staged_swap_blocks
 from vllm_cfs.sim.cost_model import CostModel, PrefillChunk, StepWork
 from vllm_cfs.sim.memory import ModelDoesNotFit, plan_kv_cache
 from vllm_cfs.sim.model_dir import CODELLAMA_34B_CONFIG, codellama_34b_dir
@@ -63,15 +64,16 @@ def main(argv=None) -> int:
     print("  step times (ms): total = overhead + swap + prefill/decode + all-reduce")
     rows = [(f"prefill {n} tokens (1 sequence)", StepWork(prefills=(PrefillChunk(n),))) for n in (512, 2048)]
     rows += [(f"decode batch {b}, context {args.context}", StepWork(decode_contexts=(args.context,) * b)) for b in (1, 16, 64)]
-    rows += [(f"swap out {n} blocks (alone)", None, n) for n in (1, 64)]
-    for row in rows:
-        label, work = row[0], row[1]
-        if work is None:
-            print(f"    {label:<34} {cost.swap_time(row[2]) * 1e3:9.3f}  (+ it delays the step it is in)")
-            continue
+    for label, work in rows:
         c = cost.step_cost(work)
         print(f"    {label:<34} {c.total * 1e3:9.3f}  = {c.overhead * 1e3:.3f} + {c.swap_in * 1e3 + c.swap_out * 1e3:.3f} "
               f"+ {(c.prefill + c.decode) * 1e3:.3f} + {c.allreduce * 1e3:.3f}")
+    staging = staged_swap_blocks()
+    staged = CostModel(gpu, spec, args.tensor_parallel_size, staging_blocks=staging)
+    print("  swap times (ms; each delays the step it is in):")
+    for n in (1, 64):
+        for path, model in (("per-block (vLLM 0.9)", cost), (f"staged ({staging}-block buffer)", staged)):
+            print(f"    swap out, {n} blocks, {path:<26} {model.swap_time(n) * 1e3:9.3f}")
     if args.server_start:
         from vllm_cfs.sim.server import ServerOptions, simulated_server
 

@@ -39,6 +39,8 @@ class GPUProfile:
     allreduce_bandwidth_efficiency: float  # fraction of gpu_link_bytes_per_s all-reduce reaches
     swap_copy_overhead_s: float  # fixed cost of one cudaMemcpyAsync, s
     swap_bandwidth_efficiency: float  # fraction of host_link_bytes_per_s block copies reach
+    staged_swap_chunk_overhead_s: float  # staged swap (vllm_cfs.swap): fixed cost per staging-buffer load, s
+    staged_swap_bandwidth_efficiency: float  # staged swap: fraction of host_link_bytes_per_s it reaches
     step_overhead_s: float  # fixed cost of one engine step, s
     non_kv_overhead_bytes: int  # memory besides weights, KV and activations, bytes
 
@@ -69,6 +71,7 @@ _MAY_BE_ZERO = {
     "prefill_half_efficiency_tokens",
     "allreduce_latency_s",
     "swap_copy_overhead_s",
+    "staged_swap_chunk_overhead_s",
     "step_overhead_s",
     "non_kv_overhead_bytes",
 }

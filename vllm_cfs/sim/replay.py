@@ -68,6 +68,7 @@ class ReplayConfig:
     # GPU KV blocks instead of what fits in the modeled memory (vLLM's num_gpu_blocks_override):
     # more than fits describes a GPU with unlimited KV memory and the same speed.
     num_gpu_blocks_override: Optional[int] = None
+    worker_cls: str = "auto"  # vllm_cfs.swap.WORKER_CLS: the staged swap path
     seed: int = 0
     max_num_seqs: int = 256
     model_dir: Optional[Path] = None  # default: the cached CodeLlama-34B folder
@@ -285,6 +286,7 @@ def _replay_here(requests: tuple[ReplayRequest, ...], config: ReplayConfig) -> R
         enable_chunked_prefill=config.enable_chunked_prefill,
         max_num_batched_tokens=config.max_num_batched_tokens,
         num_gpu_blocks_override=config.num_gpu_blocks_override,
+        worker_cls=config.worker_cls,
         seed=config.seed,
         max_num_seqs=config.max_num_seqs,
         disable_log_stats=True,

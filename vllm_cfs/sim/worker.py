@@ -16,6 +16,7 @@ from vllm.model_executor.layers.sampler import SamplerOutput
 from vllm.sequence import CompletionSequenceGroupOutput, ExecuteModelRequest, Logprob, SequenceOutput
 from vllm.worker.cache_engine import CacheEngine
 
+from vllm_cfs.settings import staged_swap_blocks
 from vllm_cfs.sim.clock import RealClock, VirtualClock, clock_from_env
 from vllm_cfs.sim.cost_model import CostModel, PrefillChunk, StepCost, StepWork
 from vllm_cfs.sim.kv_ledger import KVLedger, SeqWork
@@ -23,6 +24,7 @@ from vllm_cfs.sim.memory import KVCachePlan, plan_kv_cache
 from vllm_cfs.sim.model_spec import ModelSpec
 from vllm_cfs.sim.profile import GPUProfile
 from vllm_cfs.sim.sampler import TokenSampler
+from vllm_cfs.swap import is_staged_worker
 
 # Under "vllm." so that vLLM's log handler (and so the server log) carries our lines.
 logger = init_logger(f"vllm.{__name__}")
@@ -36,8 +38,12 @@ class SimulatedWorker:
         spec = ModelSpec.from_config(model_config.hf_text_config.to_dict())
         # The served dtype (--dtype) decides the bytes, not the checkpoint's torch_dtype.
         self.model = dataclasses.replace(spec, dtype_bytes=model_config.dtype.itemsize)
+        # --worker-cls vllm_cfs.swap.StagedSwapWorker on a real GPU: the staged swap path
+        self.staging_blocks = (staged_swap_blocks() if is_staged_worker(vllm_config.parallel_config.worker_cls)
+                               else None)
         self.cost_model = CostModel(
-            gpu, self.model, vllm_config.parallel_config.tensor_parallel_size, vllm_config.cache_config.block_size
+            gpu, self.model, vllm_config.parallel_config.tensor_parallel_size, vllm_config.cache_config.block_size,
+            staging_blocks=self.staging_blocks,
         )
         self.clock: RealClock | VirtualClock = clock_from_env(gpu.step_overhead_s)
         self.sampler = TokenSampler(self.model.vocab_size)
@@ -66,7 +72,12 @@ class SimulatedWorker:
             max_model_len=cfg.model_config.max_model_len,
         )
         logger.info("Simulated GPU memory per GPU (%s): %s", self.gpu.name, self.plan.describe())
-        return self.plan.gpu_blocks, self.plan.cpu_blocks
+        if self.staging_blocks is None:
+            return self.plan.gpu_blocks, self.plan.cpu_blocks
+        # as on a real GPU, the staging buffer takes its blocks from the KV cache
+        logger.info("Simulated staged swap (vllm_cfs.swap.StagedSwapWorker): a %d-block staging buffer",
+                    self.staging_blocks)
+        return max(self.plan.gpu_blocks - self.staging_blocks, 0), self.plan.cpu_blocks
 
     def initialize_cache(self, num_gpu_blocks: int, num_cpu_blocks: int) -> None:
         self.ledger = KVLedger(num_gpu_blocks, num_cpu_blocks, self.config.cache_config.block_size)

@@ -4,7 +4,15 @@
 vLLM glue, imported only when the worker class is asked for.
 """
 
-__all__ = ["StagedSwapWorker"]
+__all__ = ["StagedSwapWorker", "WORKER_CLS", "is_staged_worker"]
+
+WORKER_CLS = "vllm_cfs.swap.StagedSwapWorker"
+
+
+def is_staged_worker(worker_cls) -> bool:
+    """Whether vLLM's --worker-cls (a dotted name or a class) names our staged swap worker."""
+    name = worker_cls if isinstance(worker_cls, str) else f"{worker_cls.__module__}.{worker_cls.__qualname__}"
+    return name in (WORKER_CLS, "vllm_cfs.swap.worker.StagedSwapWorker")
 
 
 def __getattr__(name: str):
