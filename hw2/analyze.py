@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Plots, answers and report of the hw2 experiment, from the folders hw2/sweep.sh wrote.
 
-    python3 hw2/analyze.py results_3.1 results_3.2 [--out DIR]
+    python3 hw2/analyze.py results_3.1 results_3.2 [--fair results_fair | --no-fair] [--out DIR]
 
 Writes results_3.1/{ttft,tpot,gpu_kv}.png, results_3.2/{ttft,tpot,gpu_kv,cpu_kv,waiting,pareto}.png,
 and DIR/answers.txt and DIR/report.pdf (DIR: the folder holding results_3.2, unless --out).
+With our FairScheduler's runs (hw2/sweep.sh --scheduler fair; by default the folder results_fair
+beside results_3.2, when there is one), Fair is the third line beside FCFS and CFS in the 3.2
+plots and the table, and results_fair/policies.png shows P99 TTFT, P99 TPOT, P99 ITL and output
+tokens/s of FCFS, every CFS interval and Fair side by side.
 """
 
 import argparse
@@ -27,16 +31,25 @@ except ImportError:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="analyze.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="analyze.py", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("task31", type=Path, help="task 3.1's folder (FCFS, one run), e.g. results_3.1")
     parser.add_argument("task32", type=Path, help="the sweep's folder, e.g. results_3.2")
     parser.add_argument("--out", type=Path, help="where answers.txt and report.pdf go (default: the folder holding TASK32)")
+    fair = parser.add_mutually_exclusive_group()
+    fair.add_argument("--fair", type=Path, metavar="DIR",
+                      help="FairScheduler's results folder (default: results_fair beside TASK32, if it exists)")
+    fair.add_argument("--no-fair", action="store_true", help="FCFS and CFS only, even if results_fair exists")
     parser.add_argument("--cfs-interval", type=int, default=10,
                         help="the CFS interval the plots compare with FCFS (default: %(default)s)")
     args = parser.parse_args(argv)
+    fair_dir = args.fair
+    if fair_dir is None and not args.no_fair and (args.task32.parent / "results_fair").is_dir():
+        fair_dir = args.task32.parent / "results_fair"
     try:
         outputs = analyze(args.task31, args.task32, args.out, args.cfs_interval,
-                          progress=lambda message: print(f"[analyze.py] {message}", file=sys.stderr))
+                          progress=lambda message: print(f"[analyze.py] {message}", file=sys.stderr),
+                          fair_dir=fair_dir)
     except InputError as exc:
         print(f"analyze.py: error: {exc}", file=sys.stderr)
         return 2

@@ -49,4 +49,13 @@ free_port() {
     "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The scheduler class of a name the hw2 scripts take (--scheduler); fails for any other name.
+scheduler_class() {
+    case "$1" in
+        cfs) echo vllm_cfs.CFSScheduler ;;
+        fair) echo vllm_cfs.FairScheduler ;;
+        *) return 1 ;;
+    esac
+}
+
 is_whole_number() { [[ "$1" =~ ^[0-9]+$ ]]; }

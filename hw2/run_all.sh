@@ -1,37 +1,47 @@
 #!/usr/bin/env bash
 # The whole hw2 experiment in one command (what `make hw2` runs): task 3.1 (vLLM's default FCFS,
-# one burst), the task 3.2 sweep over CFS intervals (3 bursts each), then plots, answers, report.
+# one burst), the task 3.2 sweep over CFS intervals (3 bursts each), our FairScheduler (3 bursts),
+# then plots, answers, report.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat <<EOF
-Usage: hw2/run_all.sh [--out DIR] [--runs N] [--intervals "LIST"] [--model PATH]
+Usage: hw2/run_all.sh [--out DIR] [--runs N] [--intervals "LIST"] [--no-fair] [--model PATH]
 
   1. DIR/results_3.1: one burst against vLLM's default FCFS (CFS_INTERVAL=0), log vllm_server.log
   2. DIR/results_3.2: hw2/sweep.sh over the CFS intervals, N bursts each, a server start each
-  3. hw2/analyze.py: the nine plots, DIR/answers.txt and DIR/report.pdf
+  3. DIR/results_fair: N bursts against our FairScheduler (hw2/sweep.sh --scheduler fair; first
+     token first, then first come first served: docs/policies.md), one more server start
+  4. hw2/analyze.py: the assignment's nine plots, DIR/answers.txt and DIR/report.pdf. Fair is
+     the third line beside FCFS and CFS in the 3.2 plots and in the table of P99 TTFT, P99 TPOT,
+     P99 ITL and output tokens/s; results_fair/policies.png draws those four figures for FCFS,
+     every CFS interval and Fair side by side. The MCQ answers use FCFS and CFS only.
 
 Options:
   --out DIR           where results go (default: results; an earlier DIR is moved to DIR.prev)
-  --runs N            bursts per interval in the sweep (default: 3; the table gives medians)
+  --runs N            bursts per interval in the sweep, and for Fair (default: 3; the table
+                      gives medians)
   --intervals "LIST"  CFS intervals of the sweep (default: "0 5 10 20 40")
+  --no-fair           skip step 3: the assignment's FCFS and CFS only
   --model PATH        model folder with weights, for real GPUs (see hw2/server.sh --help)
   -h, --help          this text
 Real GPUs when nvidia-smi works and a model folder is given; otherwise the simulated
-2 x A100-40GB (about 20 minutes on 2 CPU cores, in real time).
+2 x A100-40GB (about 21 minutes on 2 CPU cores, in real time; 18 with --no-fair).
 EOF
 }
 
 out=results
 runs=3
 intervals="0 5 10 20 40"
+fair=yes
 model_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --out) out="${2:?--out needs a value}"; shift 2 ;;
         --runs) runs="${2:?--runs needs a value}"; shift 2 ;;
         --intervals) intervals="${2:?--intervals needs a value}"; shift 2 ;;
+        --no-fair) fair=no; shift ;;
         --model) model_args=(--model "${2:?--model needs a value}"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" 2 ;;
@@ -46,20 +56,33 @@ fi
 mkdir -p "$out"
 started=$SECONDS
 
-say "step 1 of 3: task 3.1, vLLM's default FCFS, one burst"
+steps=4
+[[ $fair == yes ]] || steps=3
+
+say "step 1 of $steps: task 3.1, vLLM's default FCFS, one burst"
 "$HW2_DIR/sweep.sh" --intervals 0 --runs 1 --out "$out/results_3.1" --log vllm_server.log "${model_args[@]}" \
     && code=0 || code=$?
 [[ $code -eq 0 || $code -eq 3 ]] || exit "$code"
 sweep_failed=$code
 
-say "step 2 of 3: task 3.2, intervals $intervals, $runs runs each"
+say "step 2 of $steps: task 3.2, intervals $intervals, $runs runs each"
 "$HW2_DIR/sweep.sh" --intervals "$intervals" --runs "$runs" --out "$out/results_3.2" "${model_args[@]}" \
     && code=0 || code=$?
 [[ $code -eq 0 || $code -eq 3 ]] || exit "$code"
 [[ $code -eq 0 ]] || sweep_failed=$code
 
-say "step 3 of 3: plots, answers, report"
-"$PYTHON" "$HW2_DIR/analyze.py" "$out/results_3.1" "$out/results_3.2" --out "$out"
+fair_args=(--no-fair)
+if [[ $fair == yes ]]; then
+    say "step 3 of $steps: our FairScheduler, $runs runs"
+    "$HW2_DIR/sweep.sh" --scheduler fair --runs "$runs" --out "$out/results_fair" "${model_args[@]}" \
+        && code=0 || code=$?
+    [[ $code -eq 0 || $code -eq 3 ]] || exit "$code"
+    [[ $code -eq 0 ]] || sweep_failed=$code
+    fair_args=(--fair "$out/results_fair")
+fi
+
+say "step $steps of $steps: plots, answers, report"
+"$PYTHON" "$HW2_DIR/analyze.py" "$out/results_3.1" "$out/results_3.2" "${fair_args[@]}" --out "$out"
 
 elapsed=$((SECONDS - started))
 say "done in $((elapsed / 60)) min $((elapsed % 60)) s"

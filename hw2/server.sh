@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Serve CodeLlama-34B with vLLM 0.9.0's V0 engine and our CFS scheduler (hw2, tasks 3.1 and 3.2).
+# Serve CodeLlama-34B with vLLM 0.9.0's V0 engine and our CFS scheduler (hw2, tasks 3.1 and 3.2),
+# or with our FairScheduler (the third line of the hw2 report).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat <<EOF
-Usage: hw2/server.sh [--port PORT] [--log FILE] [--model PATH]
+Usage: hw2/server.sh [--port PORT] [--log FILE] [--scheduler cfs|fair] [--model PATH]
 
 Starts vLLM's OpenAI-compatible server in the foreground: CodeLlama-34B, tensor parallel 2,
---preemption-mode swap (16 GiB swap space per GPU), --scheduler-cls vllm_cfs.CFSScheduler,
-bound to 127.0.0.1. Its output is appended to the log file.
+--preemption-mode swap (16 GiB swap space per GPU), --scheduler-cls vllm_cfs.CFSScheduler
+(or vllm_cfs.FairScheduler with --scheduler fair), bound to 127.0.0.1. Its output is appended
+to the log file.
 
 Runs on real GPUs when nvidia-smi works and a model folder is given (--model or MODEL);
 otherwise on the simulated GPU (2 x A100-40GB; SIM_GPU picks another profile), and says so:
@@ -19,20 +21,26 @@ tokenizer (no weights, nothing downloaded).
 Options:
   --port PORT    port to listen on (default: 8000)
   --log FILE     log file, appended to (default: vllm_server.log)
+  --scheduler S  cfs: the assignment's CFS scheduler, CFS_INTERVAL applies (default);
+                 fair: our FairScheduler (first token first, then first come first served;
+                 docs/policies.md), which ignores CFS_INTERVAL
   --model PATH   local CodeLlama-34B model folder with weights (real GPUs only)
   -h, --help     this text
 
 Environment: CFS_INTERVAL (a CFS step every N scheduling steps; 0 = vLLM's default FCFS;
-default 10), CFS_MIN_GRANULARITY, SIM_GPU (default a100-40gb), PYTHON (default .venv/bin/python).
+default 10), CFS_MIN_GRANULARITY, FAIR_PATIENCE_TOKENS (fair only; default 8), SIM_GPU (default
+a100-40gb), PYTHON (default .venv/bin/python).
 EOF
 }
 
 port=8000
 log=vllm_server.log
+scheduler=cfs
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --port) port="${2:?--port needs a value}"; shift 2 ;;
         --log) log="${2:?--log needs a value}"; shift 2 ;;
+        --scheduler) scheduler="${2:?--scheduler needs a value}"; shift 2 ;;
         --model) MODEL="${2:?--model needs a value}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" 2 ;;
@@ -41,6 +49,9 @@ done
 is_whole_number "$port" || die "--port must be a number, got '$port'" 2
 cfs_interval="${CFS_INTERVAL:-10}"
 is_whole_number "$cfs_interval" || die "CFS_INTERVAL must be a whole number >= 0 (0 = FCFS), got '$cfs_interval'" 2
+scheduler_cls="$(scheduler_class "$scheduler")" || die "--scheduler must be cfs or fair, got '$scheduler'" 2
+patience="${FAIR_PATIENCE_TOKENS:-8}"
+is_whole_number "$patience" || die "FAIR_PATIENCE_TOKENS must be a whole number >= 0, got '$patience'" 2
 if [[ -n "${MODEL:-}" && ! -f "$MODEL/config.json" ]]; then
     die "$MODEL is not a model folder (no config.json)" 2
 fi
@@ -58,7 +69,8 @@ fi
 mkdir -p "$(dirname "$log")"
 
 say "GPU: $(gpu_description)"
-say "serving $SERVED_MODEL_NAME$source_note on http://127.0.0.1:$port with CFS_INTERVAL=$cfs_interval; log appended to $log"
+if [[ "$scheduler" == fair ]]; then policy="$scheduler_cls (FAIR_PATIENCE_TOKENS=$patience)"; else policy="CFS_INTERVAL=$cfs_interval"; fi
+say "serving $SERVED_MODEL_NAME$source_note on http://127.0.0.1:$port with $policy; log appended to $log"
 
 export VLLM_USE_V1=0 CFS_INTERVAL="$cfs_interval" PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1
@@ -67,5 +79,5 @@ exec "$PYTHON" -m vllm.entrypoints.cli.main serve "$model" \
     --host 127.0.0.1 --port "$port" \
     --tensor-parallel-size 2 \
     --preemption-mode swap --swap-space 16 \
-    --scheduler-cls vllm_cfs.CFSScheduler \
+    --scheduler-cls "$scheduler_cls" \
     >>"$log" 2>&1

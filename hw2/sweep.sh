@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The hw2 interval sweep: for each CFS interval its own server start, N bursts, then the server
-# stopped with nothing of it left running.
+# stopped with nothing of it left running. With --scheduler fair: the same for our FairScheduler.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -13,9 +13,13 @@ hw2/client.sh RUNS times, stop the server. Writes into DIR:
   p<interval>_r<run>.txt, .json   client report and records
   server_p<interval>.log           the server's log, with a marker line before each run
   env.txt, model_config.json       versions, GPU (real or simulated), settings; the model's config
+With --scheduler fair, one server with our FairScheduler instead (it has no interval), RUNS
+bursts: fair_r<run>.txt, .json and server_fair.log, beside env.txt and model_config.json.
 
 Options:
   --intervals "LIST"   CFS intervals (default: "0 5 10 20 40"; 0 = vLLM's default FCFS)
+  --scheduler S        cfs (default) or fair: vllm_cfs.FairScheduler, FAIR_PATIENCE_TOKENS
+                       applies, --intervals does not
   --runs N             bursts per interval (default: 3)
   --out DIR            results folder (default: results_3.2)
   --log NAME           server log name in DIR instead of server_p<interval>.log (one interval only)
@@ -31,7 +35,8 @@ requests failed (see the reports).
 EOF
 }
 
-intervals="0 5 10 20 40"
+intervals=""
+scheduler=cfs
 runs=3
 out=results_3.2
 log_name=""
@@ -40,6 +45,7 @@ startup_timeout=300
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --intervals) intervals="${2:?--intervals needs a value}"; shift 2 ;;
+        --scheduler) scheduler="${2:?--scheduler needs a value}"; shift 2 ;;
         --runs) runs="${2:?--runs needs a value}"; shift 2 ;;
         --out) out="${2:?--out needs a value}"; shift 2 ;;
         --log) log_name="${2:?--log needs a value}"; shift 2 ;;
@@ -52,14 +58,25 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 client_args=("$@")
-read -r -a interval_list <<<"$intervals"
-[[ ${#interval_list[@]} -gt 0 ]] || die "--intervals is empty" 2
-for interval in "${interval_list[@]}"; do
-    is_whole_number "$interval" || die "intervals must be whole numbers >= 0, got '$interval'" 2
-done
+scheduler_cls="$(scheduler_class "$scheduler")" || die "--scheduler must be cfs or fair, got '$scheduler'" 2
+# A point of the sweep is one server start: "p<interval>" for CFS, "fair" for FairScheduler. Its
+# name prefixes the client files and names the server log.
+if [[ "$scheduler" == fair ]]; then
+    [[ -z "$intervals" ]] || die "--intervals applies to --scheduler cfs only (FairScheduler has no interval)" 2
+    interval_list=()
+    points=(fair)
+else
+    read -r -a interval_list <<<"${intervals:-0 5 10 20 40}"
+    [[ ${#interval_list[@]} -gt 0 ]] || die "--intervals is empty" 2
+    points=()
+    for interval in "${interval_list[@]}"; do
+        is_whole_number "$interval" || die "intervals must be whole numbers >= 0, got '$interval'" 2
+        points+=("p$interval")
+    done
+fi
 is_whole_number "$runs" && [[ "$runs" -ge 1 ]] || die "--runs must be a number >= 1, got '$runs'" 2
 is_whole_number "$startup_timeout" && [[ "$startup_timeout" -ge 1 ]] || die "--startup-timeout must be a number of seconds >= 1, got '$startup_timeout'" 2
-[[ -z "$log_name" || ${#interval_list[@]} -eq 1 ]] || die "--log works with one interval only" 2
+[[ -z "$log_name" || ${#points[@]} -eq 1 ]] || die "--log works with one interval only" 2
 [[ -z "$port" ]] || is_whole_number "$port" || die "--port must be a number, got '$port'" 2
 port="${port:-$(free_port)}"
 command -v curl >/dev/null || die "curl is needed to check the server's /health"
@@ -67,15 +84,19 @@ command -v curl >/dev/null || die "curl is needed to check the server's /health"
 mkdir -p "$out" || die "cannot create $out"
 model="$(model_dir)" || die "cannot find or build the model folder"
 cp "$model/config.json" "$out/model_config.json"
+if [[ "$scheduler" == fair ]]; then
+    policy_settings=(--setting "fair_patience_tokens=${FAIR_PATIENCE_TOKENS:-8 (default)}")
+else
+    policy_settings=(--setting "intervals=${interval_list[*]}"
+                     --setting "cfs_min_granularity=${CFS_MIN_GRANULARITY:-the interval (default)}")
+fi
 "$PYTHON" -m vllm_cfs.experiment.environment --gpu "$(gpu_description)" \
-    --setting "intervals=${interval_list[*]}" --setting "runs_per_interval=$runs" \
+    --setting "scheduler=$scheduler_cls" "${policy_settings[@]}" --setting "runs_per_interval=$runs" \
     --setting "num_prompts=$NUM_PROMPTS" --setting "request_rate=$REQUEST_RATE" --setting "seed=$SEED" \
     --setting "dataset=$DATASET" --setting "random_input_len=$RANDOM_INPUT_LEN" \
     --setting "random_output_len=$RANDOM_OUTPUT_LEN" --setting "client_args=${client_args[*]}" \
     --setting "model=$SERVED_MODEL_NAME ($model)" --setting "tensor_parallel_size=2" \
     --setting "preemption_mode=swap" --setting "swap_space_gib=16" \
-    --setting "scheduler=vllm_cfs.CFSScheduler" \
-    --setting "cfs_min_granularity=${CFS_MIN_GRANULARITY:-the interval (default)}" \
     --setting "startup_timeout_s=$startup_timeout" >"$out/env.txt"
 
 server_pid=""
@@ -84,13 +105,14 @@ client_pid=""
 
 group_alive() { kill -0 -- "-$server_pgid" 2>/dev/null; }
 
-start_server() {  # interval, log file
+start_server() {  # interval (fair ignores it), log file
     if curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/health"; then
         die "something already serves on port $port; pick another with --port"
     fi
     # setsid: the server (API process and engine process) gets its own process group, so that
     # stopping it reaches every process it started.
-    CFS_INTERVAL="$1" setsid "$HW2_DIR/server.sh" --port "$port" --log "$2" </dev/null >>"$2" 2>&1 &
+    CFS_INTERVAL="$1" setsid "$HW2_DIR/server.sh" --port "$port" --log "$2" --scheduler "$scheduler" \
+        </dev/null >>"$2" 2>&1 &
     server_pid=$!
     server_pgid="$(ps -o pgid= -p "$server_pid" | tr -d ' ')"
     say "server started (pid $server_pid, process group $server_pgid), port $port, log $2"
@@ -148,34 +170,42 @@ trap 'say "interrupted"; exit 130' INT TERM
 
 failed_runs=0
 count=0
-say "GPU: $(gpu_description); intervals ${interval_list[*]}, $runs run(s) each, into $out"
-for interval in "${interval_list[@]}"; do
+if [[ "$scheduler" == fair ]]; then what="$scheduler_cls"; else what="intervals ${interval_list[*]}"; fi
+say "GPU: $(gpu_description); $what, $runs run(s) each, into $out"
+for point in "${points[@]}"; do
     count=$((count + 1))
-    log="$out/${log_name:-server_p$interval.log}"
-    say "interval $interval ($count of ${#interval_list[@]}): starting the server"
+    if [[ "$point" == fair ]]; then
+        interval=""
+        setting="$scheduler_cls, FAIR_PATIENCE_TOKENS=${FAIR_PATIENCE_TOKENS:-8}"
+    else
+        interval="${point#p}"
+        setting="CFS_INTERVAL=$interval"
+    fi
+    log="$out/${log_name:-server_$point.log}"
+    say "$setting ($count of ${#points[@]}): starting the server"
     start_server "$interval" "$log"
     if ! wait_healthy "$log"; then
         stop_server
-        die "the server for CFS_INTERVAL=$interval did not start; its log is kept in $log"
+        die "the server for $setting did not start; its log is kept in $log"
     fi
     for run in $(seq "$runs"); do
-        say "interval $interval, run $run of $runs"
+        say "$setting, run $run of $runs"
         # The analysis cuts the log into runs at these lines.
-        echo "vllm-cfs hw2 marker: run $run of $runs, CFS_INTERVAL=$interval, $(date '+%Y-%m-%dT%H:%M:%S%z')" >>"$log"
+        echo "vllm-cfs hw2 marker: run $run of $runs, $setting, $(date '+%Y-%m-%dT%H:%M:%S%z')" >>"$log"
         # In the background, so that a signal reaches this script's trap while the burst runs.
-        "$HW2_DIR/client.sh" --port "$port" --out "$out/p${interval}_r${run}" --label "p${interval}_r${run}" \
+        "$HW2_DIR/client.sh" --port "$port" --out "$out/${point}_r${run}" --label "${point}_r${run}" \
             -- "${client_args[@]}" >/dev/null &
         client_pid=$!
         code=0
         wait "$client_pid" || code=$?
         client_pid=""
         case "$code" in
-            0) say "run $run: $(grep -h '^P99 TTFT' "$out/p${interval}_r${run}.txt"), $(grep -h '^P99 TPOT' "$out/p${interval}_r${run}.txt")" ;;
-            1) failed_runs=$((failed_runs + 1)); say "run $run of interval $interval had failed requests (see $out/p${interval}_r${run}.txt)" ;;
+            0) say "run $run: $(grep -h '^P99 TTFT' "$out/${point}_r${run}.txt"), $(grep -h '^P99 TPOT' "$out/${point}_r${run}.txt")" ;;
+            1) failed_runs=$((failed_runs + 1)); say "run $run of $setting had failed requests (see $out/${point}_r${run}.txt)" ;;
             *) die "the client stopped with code $code (bad arguments?)" ;;
         esac
     done
-    stop_server || die "could not stop the server for CFS_INTERVAL=$interval"
+    stop_server || die "could not stop the server for $setting"
 done
 trap - EXIT
 

@@ -1,5 +1,6 @@
 """One short real sweep for the hw2 tests: hw2/sweep.sh over intervals 0 and 10 on the simulated
-GPU, one burst each, then the analysis of it."""
+GPU, one burst each, the same burst against our FairScheduler (hw2/sweep.sh --scheduler fair, as
+hw2/run_all.sh runs it), then the analysis of all three."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from vllm_cfs.analysis.pipeline import Outputs, analyze
 class Sweep:
     task31: Path
     task32: Path
+    fair: Path  # FairScheduler's folder, results_fair beside results_3.2 as run_all.sh lays it out
     out: Path
     process: subprocess.CompletedProcess
+    fair_process: subprocess.CompletedProcess
     outputs: Outputs
 
 
@@ -30,11 +33,15 @@ def sweep(tmp_path_factory) -> Sweep:
     process = run_script(str(HW2 / "sweep.sh"), "--intervals", "0 10", "--runs", "1", "--out", str(task32),
                          "--", *BURST_ARGS, env=BURST_ENV)
     assert process.returncode == 0, process.stderr[-3000:]
+    fair = root / "results_fair"
+    fair_process = run_script(str(HW2 / "sweep.sh"), "--scheduler", "fair", "--runs", "1", "--out", str(fair),
+                              "--", *BURST_ARGS, env=BURST_ENV)
+    assert fair_process.returncode == 0, fair_process.stderr[-3000:]
     # Task 3.1 is the same FCFS burst: reuse the sweep's interval-0 run under 3.1's file names.
     task31 = root / "results_3.1"
     task31.mkdir()
     for name in ("p0_r1.json", "p0_r1.txt", "env.txt", "model_config.json"):
         shutil.copy(task32 / name, task31 / name)
     shutil.copy(task32 / "server_p0.log", task31 / "vllm_server.log")
-    outputs = analyze(task31, task32, root)
-    return Sweep(task31, task32, root, process, outputs)
+    outputs = analyze(task31, task32, root, fair_dir=fair)
+    return Sweep(task31, task32, fair, root, process, fair_process, outputs)

@@ -1,5 +1,6 @@
 """analyze.py on a short real sweep: nine PNGs that hold the measured data, answers that agree
-with the numbers they cite, and a report."""
+with the numbers they cite, and a report; with FairScheduler's run, Fair as the third line of the
+3.2 plots and the table, and a tenth PNG that sets the four figures side by side."""
 
 from __future__ import annotations
 
@@ -14,14 +15,20 @@ import numpy as np
 import pytest
 from hw2_scripts import HW2, REPO
 
+from vllm_cfs.analysis.answers import answer_all, interval_table
+from vllm_cfs.analysis.inputs import InputError
 from vllm_cfs.analysis.kv_memory import GIB, kv_footprint
 from vllm_cfs.analysis.plots import DPI, SIZE_IN
+from vllm_cfs.analysis.report import setup_lines
+from vllm_cfs.analysis.study import load_study
 from vllm_cfs.analysis.server_log import read_server_log
 from vllm_cfs.bench.results import RunResult, percentile
 
 TASK31_PLOTS = ("ttft", "tpot", "gpu_kv")
 TASK32_PLOTS = ("ttft", "tpot", "gpu_kv", "cpu_kv", "waiting", "pareto")
-MATPLOTLIB_COLOURS = {"C0": (0x1F, 0x77, 0xB4), "C1": (0xFF, 0x7F, 0x0E)}
+MATPLOTLIB_COLOURS = {"C0": (0x1F, 0x77, 0xB4), "C1": (0xFF, 0x7F, 0x0E), "C2": (0x2C, 0xA0, 0x2C)}
+FAIR = "Fair (FairScheduler)"
+COMPARED = (("FCFS (interval 0)", "p0_r1"), ("CFS interval 10", "p10_r1"), (FAIR, "fair_r1"))
 
 
 def _plot(sweep, folder, name):
@@ -34,16 +41,27 @@ def _has_colour(image: np.ndarray, rgb: tuple[int, int, int]) -> bool:
     return bool(np.any(np.all(np.abs(pixels - np.array(rgb)) <= 6, axis=-1)))
 
 
-def test_nine_pngs_with_data_drawn(sweep):
+def _records_file(sweep, name):
+    return (sweep.fair if name.startswith("fair") else sweep.task32) / f"{name}.json"
+
+
+def _log_file(sweep, name):
+    folder = sweep.fair if name.startswith("fair") else sweep.task32
+    return folder / f"server_{name.split('_')[0]}.log"
+
+
+def test_nine_pngs_and_the_fair_comparison_with_data_drawn(sweep):
     paths = [sweep.task31 / f"{n}.png" for n in TASK31_PLOTS] + [sweep.task32 / f"{n}.png" for n in TASK32_PLOTS]
+    paths.append(sweep.fair / "policies.png")
     assert sorted(p.path for p in sweep.outputs.plots) == sorted(paths)
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         image = mpimg.imread(path)
         assert image.shape[:2] == (round(SIZE_IN[1] * DPI), round(SIZE_IN[0] * DPI))
         assert _has_colour(image, MATPLOTLIB_COLOURS["C0"]), path
-    for name in TASK32_PLOTS:  # FCFS and CFS side by side (pareto: one colour per interval)
-        assert _has_colour(mpimg.imread(sweep.task32 / f"{name}.png"), MATPLOTLIB_COLOURS["C1"]), name
+    for name in TASK32_PLOTS:  # FCFS, CFS and Fair side by side (pareto: one colour per point)
+        image = mpimg.imread(sweep.task32 / f"{name}.png")
+        assert _has_colour(image, MATPLOTLIB_COLOURS["C1"]) and _has_colour(image, MATPLOTLIB_COLOURS["C2"]), name
     for plot in sweep.outputs.plots:
         assert plot.footnote.startswith("simulated GPU (a100-40gb x2)")
         assert plot.series and all(len(s.x) == len(s.y) > 0 for s in plot.series)
@@ -57,30 +75,60 @@ def test_per_request_plots_hold_the_client_records(sweep):
     (only,) = _plot(sweep, sweep.task31, "ttft").series
     assert only.x == tuple(float(r.index) for r in task31.records)
     assert only.y == tuple(r.ttft_s for r in task31.records)
+    fair = RunResult.load(sweep.fair / "fair_r1.json")
     ttft = {s.label: s for s in _plot(sweep, sweep.task32, "ttft").series}
-    assert set(ttft) == {"FCFS (interval 0)", "CFS interval 10"}
+    assert set(ttft) == {"FCFS (interval 0)", "CFS interval 10", FAIR}
     assert ttft["FCFS (interval 0)"].y == tuple(r.ttft_s for r in fcfs.records)
     assert ttft["CFS interval 10"].y == tuple(r.ttft_s for r in cfs.records)
+    assert ttft[FAIR].y == tuple(r.ttft_s for r in fair.records)
     tpot = {s.label: s for s in _plot(sweep, sweep.task32, "tpot").series}
     assert tpot["CFS interval 10"].y == pytest.approx([r.tpot_s * 1000 for r in cfs.records])
+    assert tpot[FAIR].y == pytest.approx([r.tpot_s * 1000 for r in fair.records])
 
 
 @pytest.mark.parametrize("name, field", [("gpu_kv", "gpu_kv_pct"), ("cpu_kv", "cpu_kv_pct"), ("waiting", "pending")])
 def test_time_series_hold_the_server_stats_lines(sweep, name, field):
     series = {s.label: s for s in _plot(sweep, sweep.task32, name).series}
-    for label, interval in (("FCFS (interval 0)", 0), ("CFS interval 10", 10)):
-        samples = read_server_log(sweep.task32 / f"server_p{interval}.log").for_run(1).stats
+    assert set(series) == {label for label, _ in COMPARED}
+    for label, run in COMPARED:
+        samples = read_server_log(_log_file(sweep, run)).for_run(1).stats
         assert series[label].y == tuple(float(getattr(s, field)) for s in samples)
         assert series[label].x == tuple((s.time - samples[0].time).total_seconds() for s in samples)
 
 
 def test_pareto_points_are_the_p99_of_the_records(sweep):
-    points = {s.label: (s.x[0], s.y[0]) for s in _plot(sweep, sweep.task32, "pareto").series}
-    for label, interval in (("FCFS (interval 0)", 0), ("CFS interval 10", 10)):
-        records = RunResult.load(sweep.task32 / f"p{interval}_r1.json").records
+    series = _plot(sweep, sweep.task32, "pareto").series
+    points = {s.label: (s.x[0], s.y[0]) for s in series}
+    assert set(points) == {label for label, _ in COMPARED}
+    for label, run in COMPARED:
+        records = RunResult.load(_records_file(sweep, run)).records
         p99_tpot_ms = percentile([r.tpot_s * 1000 for r in records], 99)
         p99_ttft_s = percentile([r.ttft_s for r in records], 99)
         assert points[label] == pytest.approx((p99_tpot_ms, p99_ttft_s))
+    # The grey line runs through the sweep's intervals; Fair is no interval between them.
+    assert {s.label: s.joined for s in series} == {"FCFS (interval 0)": True, "CFS interval 10": True, FAIR: False}
+
+
+def _median_p99(runs, value):
+    return statistics.median(percentile([value(r) for r in run.records], 99) for run in runs)
+
+
+def _median_itl(runs):
+    return statistics.median(percentile([gap * 1000 for r in run.records for gap in r.itl_s], 99) for run in runs)
+
+
+def test_policies_plot_sets_the_four_figures_side_by_side(sweep):
+    plot = _plot(sweep, sweep.fair, "policies")
+    assert plot.categories == ("FCFS", "CFS-10", "Fair")
+    panels = {s.label: s.y for s in plot.series}
+    assert list(panels) == ["P99 TTFT (ms)", "P99 TPOT (ms)", "P99 ITL (ms)", "output (tokens/s)"]
+    for position, run in enumerate(("p0_r1", "p10_r1", "fair_r1")):
+        result = RunResult.load(_records_file(sweep, run))
+        assert panels["P99 TTFT (ms)"][position] == pytest.approx(_median_p99([result], lambda r: r.ttft_s * 1000))
+        assert panels["P99 TPOT (ms)"][position] == pytest.approx(_median_p99([result], lambda r: r.tpot_s * 1000))
+        assert panels["P99 ITL (ms)"][position] == pytest.approx(_median_itl([result]))
+        assert panels["output (tokens/s)"][position] == pytest.approx(
+            sum(r.output_tokens for r in result.records) / result.duration_s)
 
 
 def _answer(text: str, section: str, number: int) -> str:
@@ -135,18 +183,34 @@ def test_answers_cite_numbers_that_the_inputs_give(sweep):
     assert int(seconds) == (cleared.time - first_waiting.time).total_seconds()
 
 
-def test_interval_table_gives_the_median_p99_of_the_runs(sweep):
+def test_comparison_table_gives_fcfs_cfs_and_fair_medians_of_the_runs(sweep):
     text = sweep.outputs.answers_path.read_text()
-    table = text[text.index("P99 TTFT, P99 TPOT and output throughput per CFS interval"):]
-    for interval, name in ((0, "0 (FCFS)"), (10, "10")):
-        runs = [RunResult.load(p) for p in sorted(sweep.task32.glob(f"p{interval}_r*.json"))]
-        ttft = statistics.median(percentile([r.ttft_s * 1000 for r in run.records], 99) for run in runs)
-        tpot = statistics.median(percentile([r.tpot_s * 1000 for r in run.records], 99) for run in runs)
-        row = re.search(rf"^\s+{re.escape(name)}\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", table, re.M)
-        assert row, table
-        assert int(row.group(1)) == len(runs)
-        assert float(row.group(2)) == pytest.approx(ttft, abs=0.05)
-        assert float(row.group(3)) == pytest.approx(tpot, abs=0.05)
+    table = text[text.index("P99 TTFT, P99 TPOT, P99 ITL and output throughput per scheduler"):]
+    rows = re.findall(r"^\s+(FCFS|CFS|Fair)\s+(\d+|-)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$",
+                      table, re.M)
+    assert [(name, interval) for name, interval, *_ in rows] == [("FCFS", "0"), ("CFS", "10"), ("Fair", "-")], table
+    for (_, _, runs, ttft, tpot, itl, throughput), files in zip(rows, ("p0_r*.json", "p10_r*.json", "fair_r*.json")):
+        folder = sweep.fair if files.startswith("fair") else sweep.task32
+        results = [RunResult.load(p) for p in sorted(folder.glob(files))]
+        assert int(runs) == len(results)
+        assert float(ttft) == pytest.approx(_median_p99(results, lambda r: r.ttft_s * 1000), abs=0.05)
+        assert float(tpot) == pytest.approx(_median_p99(results, lambda r: r.tpot_s * 1000), abs=0.05)
+        assert float(itl) == pytest.approx(_median_itl(results), abs=0.05)
+        assert float(throughput) == pytest.approx(
+            statistics.median(r.summary.output_throughput for r in results), abs=0.05)
+    # The report's setup page carries the same table and says what Fair is.
+    study = sweep.outputs.study
+    lines = setup_lines(study)
+    assert all(line in lines for line in ["  " + row for row in interval_table(study)])
+    assert any("FairScheduler (vllm_cfs/fair.py" in line for line in lines)
+    assert "  scheduler: vllm_cfs.FairScheduler" in lines
+
+
+def test_answers_are_the_assignments_with_or_without_fair(sweep):
+    # Fair joins the table and the plots; every MCQ still rests on FCFS and CFS alone.
+    without = load_study(sweep.task31, sweep.task32)
+    assert without.fair is None and without.table_rows == list(without.rows.values())
+    assert answer_all(without) == sweep.outputs.answers
 
 
 def test_answers_follow_from_this_runs_evidence(sweep):
@@ -188,21 +252,33 @@ def test_report_pdf_has_setup_plots_and_answers(sweep):
 
 
 def test_analyze_cli_writes_everything(sweep, tmp_path):
+    # No --fair: the results_fair folder beside results_3.2 is found, as run_all.sh lays it out.
     process = subprocess.run([sys.executable, str(HW2 / "analyze.py"), str(sweep.task31), str(sweep.task32),
                               "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr
     written = process.stdout.split()
-    assert len(written) == 11
+    assert len(written) == 12
+    assert str(sweep.fair / "policies.png") in written
     assert written[-2:] == [str(tmp_path / "answers.txt"), str(tmp_path / "report.pdf")]
-    assert "wrote 9 plots" in process.stderr
+    assert "wrote 10 plots" in process.stderr and "FairScheduler's 1 run and" in process.stderr
 
 
-def test_analyze_cli_says_what_is_missing_in_one_line(tmp_path):
+def test_analyze_cli_says_what_is_missing_in_one_line(sweep, tmp_path):
     (tmp_path / "empty").mkdir()
     for args, message in (([str(tmp_path / "nowhere"), str(tmp_path)], "is not a folder"),
-                          ([str(tmp_path / "empty"), str(tmp_path)], "holds no client results")):
+                          ([str(tmp_path / "empty"), str(tmp_path)], "holds no client results"),
+                          ([str(sweep.task31), str(sweep.task32), "--fair", str(sweep.task32)],
+                           "holds no FairScheduler results")):
         process = subprocess.run([sys.executable, str(HW2 / "analyze.py"), *args], capture_output=True, text=True,
                                  timeout=120)
         assert process.returncode == 2
         assert len(process.stderr.strip().splitlines()) == 1
         assert process.stderr.startswith("analyze.py: error: ") and message in process.stderr
+
+
+def test_fair_runs_of_another_burst_are_refused(sweep, tmp_path):
+    other = RunResult.load(sweep.fair / "fair_r1.json")
+    other.setup["seed"] = int(other.setup["seed"]) + 1
+    other.save(tmp_path / "fair_r1.json")
+    with pytest.raises(InputError, match=r"FairScheduler's run 1 is not the sweep's burst \(seed 4 vs 3\)"):
+        load_study(sweep.task31, sweep.task32, fair_dir=tmp_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hw2_scripts import BURST_ENV, HW2, group_is_gone, run_script, server_groups
 
@@ -29,15 +31,39 @@ def test_a_sweep_writes_every_file_and_leaves_no_server(sweep):
     assert all(group_is_gone(g) for g in groups)
 
 
+def test_a_fair_sweep_serves_fair_scheduler_into_its_own_folder(sweep):
+    files = sorted(p.name for p in sweep.fair.iterdir() if not p.name.endswith(".png"))
+    assert files == ["env.txt", "fair_r1.json", "fair_r1.txt", "model_config.json", "server_fair.log"]
+    result = RunResult.load(sweep.fair / "fair_r1.json")
+    assert result.summary.completed == int(BURST_ENV["NUM_PROMPTS"]) and result.summary.failed == 0
+    assert result.setup["label"] == "fair_r1"
+    assert result.setup["gpu"] == "simulated GPU (a100-40gb x2)"
+    log_text = (sweep.fair / "server_fair.log").read_text()
+    assert log_text.count(MARKER) == 1
+    # The scheduler that served says who it is at start: FairScheduler, not CFS at some interval.
+    assert re.search(r"^INFO .*\] Fair scheduler: first token first", log_text, re.M)
+    assert "CFS scheduler:" not in log_text
+    assert "vllm_cfs.FairScheduler, FAIR_PATIENCE_TOKENS=8" in log_text  # the marker names it
+    groups = server_groups(sweep.fair_process.stderr)
+    assert len(groups) == 1 and group_is_gone(groups[0])
+
+
 def test_env_txt_records_versions_gpu_and_settings(sweep):
     env = read_env(sweep.task32 / "env.txt")
     assert env["gpu"] == "simulated GPU (a100-40gb x2)"
     assert env["vllm"] == "0.9.0"
+    assert env["scheduler"] == "vllm_cfs.CFSScheduler"
     assert env["intervals"] == "0 10"
     assert env["runs_per_interval"] == "1"
     assert env["num_prompts"] == BURST_ENV["NUM_PROMPTS"]
     assert env["preemption_mode"] == "swap" and env["tensor_parallel_size"] == "2"
     assert "--random-input-len 1500" in env["client_args"]
+    fair = read_env(sweep.fair / "env.txt")
+    assert fair["scheduler"] == "vllm_cfs.FairScheduler"
+    assert fair["fair_patience_tokens"] == "8 (default)"
+    assert "intervals" not in fair and "cfs_min_granularity" not in fair
+    assert {k: fair[k] for k in ("gpu", "num_prompts", "seed", "client_args", "runs_per_interval")} == \
+        {k: env[k] for k in ("gpu", "num_prompts", "seed", "client_args", "runs_per_interval")}
 
 
 def test_a_server_that_dies_during_start_stops_the_sweep(tmp_path):
@@ -73,6 +99,8 @@ def test_a_server_that_is_not_healthy_in_time_is_stopped(tmp_path):
     (["--intervals", "5 x"], "intervals must be whole numbers"),
     (["--intervals", "0 5", "--log", "vllm_server.log"], "--log works with one interval only"),
     (["--colour"], "unknown argument '--colour'"),
+    (["--scheduler", "lottery"], "--scheduler must be cfs or fair, got 'lottery'"),
+    (["--scheduler", "fair", "--intervals", "0"], "--intervals applies to --scheduler cfs only"),
 ])
 def test_sweep_refuses_bad_arguments_in_one_line(args, message, tmp_path):
     process = run_script(str(HW2 / "sweep.sh"), "--out", str(tmp_path / "r"), *args)
@@ -88,8 +116,26 @@ def test_server_refuses_a_bad_cfs_interval_before_starting_vllm():
     assert process.stderr.strip() == "server.sh: error: CFS_INTERVAL must be a whole number >= 0 (0 = FCFS), got '-3'"
 
 
+@pytest.mark.parametrize("args, env, message", [
+    (["--scheduler", "lottery"], {}, "--scheduler must be cfs or fair, got 'lottery'"),
+    (["--scheduler", "fair"], {"FAIR_PATIENCE_TOKENS": "soon"}, "FAIR_PATIENCE_TOKENS must be a whole number >= 0, got 'soon'"),
+])
+def test_server_refuses_a_bad_scheduler_setting_before_starting_vllm(args, env, message, tmp_path):
+    process = run_script(str(HW2 / "server.sh"), *args, "--log", str(tmp_path / "log"), env=env)
+    assert process.returncode == 2
+    assert process.stderr.strip() == f"server.sh: error: {message}"
+    assert not (tmp_path / "log").exists()
+
+
 @pytest.mark.parametrize("script", ["server.sh", "client.sh", "sweep.sh", "run_all.sh"])
 def test_every_script_has_help(script):
     process = run_script(str(HW2 / script), "--help")
     assert process.returncode == 0
     assert process.stdout.startswith(f"Usage: hw2/{script}")
+    if script != "client.sh":  # the others can serve FairScheduler, and say how
+        assert "FairScheduler" in process.stdout
+
+
+def test_run_all_help_documents_the_fair_line():
+    text = run_script(str(HW2 / "run_all.sh"), "--help").stdout
+    assert "--no-fair" in text and "DIR/results_fair" in text and "hw2/sweep.sh --scheduler fair" in text

@@ -358,24 +358,34 @@ def answer_all(study: Study) -> list[Answer]:
             main_tradeoff(study), interval_trend(study)]
 
 
+TABLE_TITLE = ("P99 TTFT, P99 TPOT, P99 ITL and output throughput per scheduler: FCFS (interval 0), CFS at "
+               "each interval, and our FairScheduler when it ran (median over runs)")
+
+
 def interval_table(study: Study) -> list[str]:
-    header = f"{'interval':>12}  {'runs':>4}  {'P99 TTFT (ms)':>13}  {'P99 TPOT (ms)':>13}  {'output (tok/s)':>14}"
+    header = (f"{'scheduler':>9}  {'interval':>8}  {'runs':>4}  {'P99 TTFT (ms)':>13}  {'P99 TPOT (ms)':>13}  "
+              f"{'P99 ITL (ms)':>12}  {'output (tok/s)':>14}")
     lines = [header]
-    for interval, row in study.rows.items():
-        name = "0 (FCFS)" if interval == 0 else str(interval)
-        lines.append(f"{name:>12}  {row.runs:>4}  {row.p99_ttft_ms:>13.1f}  {row.p99_tpot_ms:>13.1f}  "
-                     f"{row.output_throughput:>14.1f}")
+    for row in study.table_rows:
+        if row.interval is None:
+            scheduler, interval = "Fair", "-"
+        else:
+            scheduler, interval = ("FCFS" if row.interval == 0 else "CFS"), str(row.interval)
+        itl = "n/a" if row.p99_itl_ms is None else f"{row.p99_itl_ms:.1f}"
+        lines.append(f"{scheduler:>9}  {interval:>8}  {row.runs:>4}  {row.p99_ttft_ms:>13.1f}  "
+                     f"{row.p99_tpot_ms:>13.1f}  {itl:>12}  {row.output_throughput:>14.1f}")
     return lines
 
 
 def format_answers(study: Study, answers: Sequence[Answer]) -> str:
     setup = study.fcfs_31.result.setup
+    fair = f", {study.fair_folder.path} (FairScheduler, in the table only)" if study.fair_folder else ""
     lines = [
         "hw2 answers: every MCQ with the evidence measured in this run",
         f"GPU: {study.gpu}",
         f"workload: {setup.get('num_prompts')} requests at {setup.get('request_rate')} req/s, "
         f"{setup.get('dataset')}, seed {setup.get('seed')}",
-        f"inputs: {study.task31.path} (task 3.1), {study.task32.path} (task 3.2 sweep); "
+        f"inputs: {study.task31.path} (task 3.1), {study.task32.path} (task 3.2 sweep){fair}; "
         f"CFS is compared at interval {study.cfs_interval}; request indices are 0-based in issue order",
         "",
     ]
@@ -387,6 +397,6 @@ def format_answers(study: Study, answers: Sequence[Answer]) -> str:
         lines.append("  Evidence:")
         lines.extend(f"    - {item}" for item in a.evidence)
         lines.append("")
-    lines.append("P99 TTFT, P99 TPOT and output throughput per CFS interval (median over runs)")
+    lines.append(TABLE_TITLE)
     lines.extend("  " + line for line in interval_table(study))
     return "\n".join(lines) + "\n"

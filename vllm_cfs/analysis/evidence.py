@@ -115,9 +115,10 @@ def mean_tpot_change_ms(base: RunResult, other: RunResult, records: Sequence[int
 
 @dataclasses.dataclass(frozen=True)
 class IntervalRow:
-    """One interval of the sweep: medians over its runs, and each run's own value."""
+    """One interval of the sweep (or FairScheduler's runs, interval None): medians over its runs,
+    and each run's own value."""
 
-    interval: int
+    interval: Optional[int]
     runs: int
     p99_ttft_ms: float
     p99_tpot_ms: float
@@ -125,16 +126,22 @@ class IntervalRow:
     p99_ttft_ms_per_run: tuple[float, ...]
     p99_tpot_ms_per_run: tuple[float, ...]
     output_throughput_per_run: tuple[float, ...]
+    # None when no run streamed two tokens of a request (a gap needs two)
+    p99_itl_ms: Optional[float] = None
+    p99_itl_ms_per_run: tuple[float, ...] = ()
 
 
-def interval_row(interval: int, results: Sequence[RunResult]) -> IntervalRow:
+def interval_row(interval: Optional[int], results: Sequence[RunResult]) -> IntervalRow:
     ttft = tuple(r.summary.p99_ttft_ms for r in results if r.summary.p99_ttft_ms is not None)
     tpot = tuple(r.summary.p99_tpot_ms for r in results if r.summary.p99_tpot_ms is not None)
+    itl = tuple(r.summary.p99_itl_ms for r in results if r.summary.p99_itl_ms is not None)
     throughput = tuple(r.summary.output_throughput for r in results)
     if not ttft or not tpot:
-        raise ValueError(f"interval {interval}: no run has TTFT and TPOT figures (all requests failed?)")
+        name = "FairScheduler" if interval is None else f"interval {interval}"
+        raise ValueError(f"{name}: no run has TTFT and TPOT figures (all requests failed?)")
     return IntervalRow(interval, len(results), statistics.median(ttft), statistics.median(tpot),
-                       statistics.median(throughput), ttft, tpot, throughput)
+                       statistics.median(throughput), ttft, tpot, throughput,
+                       statistics.median(itl) if itl else None, itl)
 
 
 @dataclasses.dataclass(frozen=True)

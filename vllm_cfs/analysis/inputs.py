@@ -6,6 +6,8 @@ server log of each interval, env.txt and the model's config.json.
     results_3.2/env.txt, model_config.json
 
 Task 3.1's folder has the same shape with one interval (0) whose log is ``vllm_server.log``.
+FairScheduler's folder (``hw2/sweep.sh --scheduler fair``) holds ``fair_r<run>.json`` and
+``server_fair.log`` instead: the runs of one server, with no interval.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from vllm_cfs.analysis.server_log import ServerLog, read_server_log
 from vllm_cfs.bench.results import RunResult
 from vllm_cfs.experiment.environment import read_env
 
-_RUN_FILE = re.compile(r"^p(\d+)_r(\d+)\.json$")
+_RUN_FILE = re.compile(r"^(?:p(\d+)|(fair))_r(\d+)\.json$")
 FCFS = 0  # CFS_INTERVAL=0 is vLLM's default policy
+FAIR = None  # the "interval" of FairScheduler's runs: it has none
+FAIR_LABEL = "Fair (FairScheduler)"
 
 
 class InputError(Exception):
@@ -30,7 +34,9 @@ class InputError(Exception):
 
 @dataclasses.dataclass
 class IntervalResults:
-    interval: int
+    """The runs of one server start: a CFS interval, or FairScheduler (interval ``FAIR``)."""
+
+    interval: Optional[int]
     runs: dict[int, RunResult]  # run number -> client results
     log: Optional[ServerLog]  # the whole server log of this interval
     log_path: Optional[Path]
@@ -54,6 +60,7 @@ class ResultsFolder:
     intervals: dict[int, IntervalResults]
     env: dict[str, str]
     model_config: Optional[dict[str, Any]]
+    fair: Optional[IntervalResults] = None  # FairScheduler's runs, when the folder has them
 
     def interval(self, interval: int) -> IntervalResults:
         if interval not in self.intervals:
@@ -62,8 +69,8 @@ class ResultsFolder:
         return self.intervals[interval]
 
 
-def _log_path(folder: Path, interval: int, only_interval: bool) -> Optional[Path]:
-    candidates = [folder / f"server_p{interval}.log"]
+def _log_path(folder: Path, interval: Optional[int], only_interval: bool) -> Optional[Path]:
+    candidates = [folder / ("server_fair.log" if interval is FAIR else f"server_p{interval}.log")]
     if only_interval:
         candidates.append(folder / "vllm_server.log")
     return next((p for p in candidates if p.is_file()), None)
@@ -73,7 +80,7 @@ def load_results(folder: Path | str) -> ResultsFolder:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder")
-    runs: dict[int, dict[int, RunResult]] = {}
+    runs: dict[Optional[int], dict[int, RunResult]] = {}
     for path in sorted(folder.iterdir()):
         match = _RUN_FILE.match(path.name)
         if not match:
@@ -82,22 +89,26 @@ def load_results(folder: Path | str) -> ResultsFolder:
             result = RunResult.load(path)
         except ValueError as exc:
             raise InputError(f"{path}: {exc}") from None
-        runs.setdefault(int(match.group(1)), {})[int(match.group(2))] = result
+        interval = FAIR if match.group(2) else int(match.group(1))
+        runs.setdefault(interval, {})[int(match.group(3))] = result
     if not runs:
-        raise InputError(f"{folder} holds no client results (p<interval>_r<run>.json)")
-    intervals = {}
-    for interval, by_run in sorted(runs.items()):
+        raise InputError(f"{folder} holds no client results (p<interval>_r<run>.json or fair_r<run>.json)")
+    loaded = {}
+    for interval, by_run in runs.items():
         log_path = _log_path(folder, interval, len(runs) == 1)
         log = read_server_log(log_path) if log_path else None
-        intervals[interval] = IntervalResults(interval, dict(sorted(by_run.items())), log, log_path)
+        loaded[interval] = IntervalResults(interval, dict(sorted(by_run.items())), log, log_path)
+    fair = loaded.pop(FAIR, None)
+    intervals = dict(sorted(loaded.items()))
     env = read_env(folder / "env.txt") if (folder / "env.txt").is_file() else {}
-    return ResultsFolder(folder, intervals, env, _model_config(folder, intervals))
+    every = [*intervals.values(), *([fair] if fair else [])]
+    return ResultsFolder(folder, intervals, env, _model_config(folder, every), fair)
 
 
-def _model_config(folder: Path, intervals: dict[int, IntervalResults]) -> Optional[dict[str, Any]]:
+def _model_config(folder: Path, every: list[IntervalResults]) -> Optional[dict[str, Any]]:
     """The copy the sweep made, else the model folder the server log names."""
     candidates = [folder / "model_config.json"]
-    for results in intervals.values():
+    for results in every:
         if results.log and results.log.engine and results.log.engine.model:
             candidates.append(Path(results.log.engine.model) / "config.json")
     for path in candidates:

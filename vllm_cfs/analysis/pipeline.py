@@ -1,8 +1,11 @@
-"""From two results folders to every output: the nine plots, answers.txt and report.pdf.
+"""From the results folders to every output: the nine plots, answers.txt and report.pdf.
 
     results_3.1/{ttft,tpot,gpu_kv}.png
     results_3.2/{ttft,tpot,gpu_kv,cpu_kv,waiting,pareto}.png
     OUT/answers.txt, OUT/report.pdf
+
+With FairScheduler's folder (results_fair), the 3.2 plots and the table gain Fair as a third line
+beside FCFS and CFS, and results_fair/policies.png shows the four figures of each side by side.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ def make_plots(study: Study) -> list[p.PlotData]:
     d31, d32 = study.task31.path, study.task32.path
     note = study.footnote
     fcfs31 = {study.fcfs_31.label: study.fcfs_31.result}
-    pair = {b.label: b.result for b in (study.fcfs, study.cfs)}
-    pair_stats = {b.label: b.stats for b in (study.fcfs, study.cfs)}
-    return [
+    pair = {b.label: b.result for b in study.compared}
+    pair_stats = {b.label: b.stats for b in study.compared}
+    plots = [
         p.ttft_plot(fcfs31, d31 / "ttft.png", note),
         p.tpot_plot(fcfs31, d31 / "tpot.png", note),
         p.gpu_kv_plot({study.fcfs_31.label: study.fcfs_31.stats}, d31 / "gpu_kv.png", note),
@@ -42,15 +45,22 @@ def make_plots(study: Study) -> list[p.PlotData]:
         p.gpu_kv_plot(pair_stats, d32 / "gpu_kv.png", note),
         p.cpu_kv_plot(pair_stats, d32 / "cpu_kv.png", note),
         p.waiting_plot(pair_stats, d32 / "waiting.png", note),
-        p.pareto_plot(list(study.rows.values()), d32 / "pareto.png", note),
+        p.pareto_plot(study.table_rows, d32 / "pareto.png", note),
     ]
+    if study.fair_folder is not None:
+        plots.append(p.policies_plot(study.table_rows, study.fair_folder.path / "policies.png", note))
+    return plots
 
 
 def analyze(task31_dir: Path, task32_dir: Path, out_dir: Optional[Path] = None,
-            cfs_interval: int = COMPARED_INTERVAL, progress: Callable[[str], None] = lambda _: None) -> Outputs:
-    study = load_study(task31_dir, task32_dir, cfs_interval)
+            cfs_interval: int = COMPARED_INTERVAL, progress: Callable[[str], None] = lambda _: None,
+            fair_dir: Optional[Path] = None) -> Outputs:
+    """``fair_dir``: FairScheduler's results folder, or None for the assignment's FCFS and CFS alone."""
+    study = load_study(task31_dir, task32_dir, cfs_interval, fair_dir)
+    fair_runs = len(study.fair_folder.fair.runs) if study.fair_folder else 0
+    fair = f", FairScheduler's {fair_runs} run{'s' * (fair_runs != 1)}" if fair_runs else ""
     progress(f"read {sum(len(r.runs) for r in study.task32.intervals.values())} sweep runs over intervals "
-             f"{sorted(study.task32.intervals)} and task 3.1's run; GPU: {study.gpu}")
+             f"{sorted(study.task32.intervals)}{fair} and task 3.1's run; GPU: {study.gpu}")
     plots = make_plots(study)
     progress(f"wrote {len(plots)} plots")
     out_dir = Path(out_dir) if out_dir else Path(task32_dir).resolve().parent

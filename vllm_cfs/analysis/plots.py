@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import matplotlib
 
@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from vllm_cfs.analysis.evidence import IntervalRow, seconds_since_first  # noqa: E402
+from vllm_cfs.analysis.inputs import FAIR, FAIR_LABEL  # noqa: E402
 from vllm_cfs.analysis.server_log import StatsSample  # noqa: E402
 from vllm_cfs.bench.results import RunResult  # noqa: E402
 
@@ -29,6 +30,9 @@ class Series:
     label: str
     x: tuple[float, ...]
     y: tuple[float, ...]
+    # labelled points: whether the grey line through the sweep's intervals passes here (FairScheduler
+    # is no point of that sweep, so a line through it would suggest an interval between two others)
+    joined: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +42,10 @@ class PlotData:
     xlabel: str
     ylabel: str
     series: tuple[Series, ...]
-    style: str  # "per-request", "over-time" or "labelled-points"
+    style: str  # "per-request", "over-time", "labelled-points" or "bar-panels"
     footnote: str = ""  # e.g. "simulated GPU: a100-40gb x2; 50 requests at 3 req/s"
+    # bar-panels: one panel per series (its label titles the panel), one bar per category at x = 0, 1, ...
+    categories: tuple[str, ...] = ()
 
 
 def _per_request(result: RunResult, value: Callable) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -81,19 +87,54 @@ def waiting_plot(logs: dict[str, Sequence[StatsSample]], path: Path, footnote: s
                          "pending requests", _over_time(logs, lambda s: s.pending), "over-time", footnote))
 
 
-def interval_label(interval: int) -> str:
+def interval_label(interval: Optional[int]) -> str:
+    if interval is FAIR:
+        return FAIR_LABEL
     return "FCFS (interval 0)" if interval == 0 else f"CFS interval {interval}"
 
 
+def short_label(interval: Optional[int]) -> str:
+    if interval is FAIR:
+        return "Fair"
+    return "FCFS" if interval == 0 else f"CFS-{interval}"
+
+
+def _median_of(runs: Sequence[int], mixed: str) -> str:
+    if len(runs) != 1:
+        return f"median of {mixed}"
+    return "1 run" if runs[0] == 1 else f"median of {runs[0]} runs"
+
+
 def pareto_plot(rows: Sequence[IntervalRow], path: Path, footnote: str = "") -> PlotData:
-    series = tuple(Series(interval_label(row.interval), (row.p99_tpot_ms,), (row.p99_ttft_ms / 1000,)) for row in rows)
+    series = tuple(Series(interval_label(row.interval), (row.p99_tpot_ms,), (row.p99_ttft_ms / 1000,),
+                          joined=row.interval is not FAIR) for row in rows)
     runs = sorted({row.runs for row in rows})
-    how = f"median of {runs[0]} runs" if len(runs) == 1 else "median of each interval's runs"
-    return draw(PlotData(path, f"P99 TTFT vs P99 TPOT per CFS interval ({how})", "P99 TPOT (ms)", "P99 TTFT (s)",
+    how = _median_of(runs, "each interval's runs")
+    what = "per CFS interval and FairScheduler" if any(r.interval is FAIR for r in rows) else "per CFS interval"
+    return draw(PlotData(path, f"P99 TTFT vs P99 TPOT {what} ({how})", "P99 TPOT (ms)", "P99 TTFT (s)",
                          series, "labelled-points", footnote))
 
 
+# The four figures of the comparison table: (panel title, IntervalRow field).
+POLICY_METRICS = (("P99 TTFT (ms)", "p99_ttft_ms"), ("P99 TPOT (ms)", "p99_tpot_ms"),
+                  ("P99 ITL (ms)", "p99_itl_ms"), ("output (tokens/s)", "output_throughput"))
+
+
+def policies_plot(rows: Sequence[IntervalRow], path: Path, footnote: str = "") -> PlotData:
+    """FCFS, every CFS interval and FairScheduler side by side, one panel per figure of the table."""
+    shown = [row for row in rows if all(getattr(row, field) is not None for _, field in POLICY_METRICS)]
+    series = tuple(Series(title, tuple(float(i) for i in range(len(shown))),
+                          tuple(float(getattr(row, field)) for row in shown))
+                   for title, field in POLICY_METRICS)
+    runs = sorted({row.runs for row in shown})
+    how = _median_of(runs, "each one's runs")
+    return draw(PlotData(path, f"FCFS, CFS and FairScheduler side by side ({how})", "", "", series, "bar-panels",
+                         footnote, tuple(short_label(row.interval) for row in shown)))
+
+
 def draw(plot: PlotData) -> PlotData:
+    if plot.style == "bar-panels":
+        return _draw_panels(plot)
     fig, ax = plt.subplots(figsize=SIZE_IN, dpi=DPI)
     try:
         for series in plot.series:
@@ -102,13 +143,15 @@ def draw(plot: PlotData) -> PlotData:
             elif plot.style == "over-time":
                 ax.plot(series.x, series.y, marker=".", linewidth=1.2, label=series.label)
             else:
-                ax.scatter(series.x, series.y, s=40, zorder=3)
+                # A star sets a point outside the sweep (FairScheduler) apart from its intervals.
+                ax.scatter(series.x, series.y, s=40 if series.joined else 110, marker="o" if series.joined else "*",
+                           zorder=3)
                 ax.annotate(series.label, (series.x[0], series.y[0]), textcoords="offset points", xytext=(6, 6),
                             fontsize=9)
         if plot.style == "labelled-points":
             ax.margins(0.2)  # room for the labels
         if plot.style == "labelled-points" and len(plot.series) > 1:
-            ordered = sorted(plot.series, key=lambda s: s.x[0])
+            ordered = sorted((s for s in plot.series if s.joined), key=lambda s: s.x[0])
             ax.plot([s.x[0] for s in ordered], [s.y[0] for s in ordered], color="grey", linewidth=0.8, zorder=1)
         if plot.style == "over-time" and "%" in plot.ylabel:
             ax.set_ylim(0, 105)
@@ -120,11 +163,32 @@ def draw(plot: PlotData) -> PlotData:
         ax.grid(True, alpha=0.3)
         if plot.style != "labelled-points" and plot.series:
             ax.legend(fontsize=9)
-        if plot.footnote:
-            fig.text(0.01, 0.01, plot.footnote, fontsize=8, color="dimgrey", ha="left", va="bottom")
-        fig.tight_layout(rect=(0, 0.04 if plot.footnote else 0, 1, 1))
-        plot.path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(plot.path)
+        _save(fig, plot)
     finally:
         plt.close(fig)
     return plot
+
+
+def _draw_panels(plot: PlotData) -> PlotData:
+    fig, axes = plt.subplots(2, 2, figsize=SIZE_IN, dpi=DPI)
+    try:
+        for index, (ax, series) in enumerate(zip(axes.flat, plot.series)):
+            bars = ax.bar(series.x, series.y, color=f"C{index}")
+            ax.bar_label(bars, fmt="%.0f", fontsize=6)
+            ax.set_xticks(series.x, plot.categories, fontsize=7, rotation=30 if len(plot.categories) > 4 else 0)
+            ax.set_title(series.label, fontsize=9)
+            ax.margins(y=0.15)  # room for the values above the bars
+            ax.grid(True, axis="y", alpha=0.3)
+        fig.suptitle(plot.title, fontsize=11)
+        _save(fig, plot)
+    finally:
+        plt.close(fig)
+    return plot
+
+
+def _save(fig, plot: PlotData) -> None:
+    if plot.footnote:
+        fig.text(0.01, 0.01, plot.footnote, fontsize=8, color="dimgrey", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04 if plot.footnote else 0, 1, 1))
+    plot.path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plot.path)

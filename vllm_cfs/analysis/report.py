@@ -18,7 +18,7 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
-from vllm_cfs.analysis.answers import Answer, format_answers, interval_table  # noqa: E402
+from vllm_cfs.analysis.answers import TABLE_TITLE, Answer, format_answers, interval_table  # noqa: E402
 from vllm_cfs.analysis.plots import PlotData  # noqa: E402
 from vllm_cfs.analysis.study import Study  # noqa: E402
 
@@ -29,12 +29,15 @@ ENV_KEYS = ("date", "gpu", "host", "cpu_cores", "python", "vllm", "torch", "tran
             "vllm_cfs_commit", "model", "tensor_parallel_size", "preemption_mode", "swap_space_gib", "scheduler",
             "cfs_min_granularity", "intervals", "runs_per_interval", "num_prompts", "request_rate", "seed",
             "dataset", "random_input_len", "random_output_len", "client_args")
+# FairScheduler's folder shares the workload and versions; what differs is said once.
+FAIR_ENV_KEYS = ("date", "scheduler", "fair_patience_tokens", "runs_per_interval", "vllm_cfs_commit")
 
 
 def setup_lines(study: Study) -> list[str]:
     env = {**study.task31.env, **study.task32.env}
     setup = study.fcfs_31.result.setup
-    lines = ["vllm-cfs hw2 report: CFS scheduling vs vLLM's FCFS under a burst", ""]
+    title = "CFS scheduling and our FairScheduler vs vLLM's FCFS" if study.fair else "CFS scheduling vs vLLM's FCFS"
+    lines = [f"vllm-cfs hw2 report: {title} under a burst", ""]
     if study.simulated:
         lines += [f"GPU: {study.gpu}. SIMULATED: vLLM's real engine, scheduler and server ran;",
                   "the GPU's time and memory were modeled (vllm_cfs.sim): times are what the modeled GPUs would take.",
@@ -46,9 +49,19 @@ def setup_lines(study: Study) -> list[str]:
                  f"burstiness {setup.get('burstiness')}), seed {setup.get('seed')}, {setup.get('dataset')}")
     lines += ["", "environment (env.txt):"]
     lines += [f"  {key}: {env[key]}" for key in ENV_KEYS if key in env]
-    lines += ["", "P99 TTFT, P99 TPOT and output throughput per CFS interval (median over runs):"]
+    if study.fair_folder is not None:
+        fair_env = study.fair_folder.env
+        lines += ["", f"FairScheduler's runs ({study.fair_folder.path}/env.txt; the same workload):"]
+        lines += [f"  {key}: {fair_env[key]}" for key in FAIR_ENV_KEYS if key in fair_env]
+        lines += ["  FairScheduler (vllm_cfs/fair.py, docs/policies.md): first token first (a request with no token yet",
+                  "  takes the room of the running request that arrived last, after waiting up to fair_patience_tokens",
+                  "  steps for a finishing one's), then first come first served."]
+    lines += ["", TABLE_TITLE + ":"]
     lines += ["  " + line for line in interval_table(study)]
-    lines += ["", f"Plots compare FCFS (interval 0) with CFS interval {study.cfs_interval}, first run of each."]
+    fair = " and FairScheduler" if study.fair else ""
+    lines += ["", f"Plots compare FCFS (interval 0) with CFS interval {study.cfs_interval}{fair}, first run of each."]
+    if study.fair:
+        lines.append("The MCQ answers rest on FCFS and CFS alone, as the assignment asks.")
     return lines
 
 
@@ -90,5 +103,5 @@ def write_report(study: Study, plots: Sequence[PlotData], answers: Sequence[Answ
         _text_pages(pdf, format_answers(study, answers).splitlines())
         info = pdf.infodict()
         info["Title"] = "vllm-cfs hw2 report"
-        info["Subject"] = f"CFS vs FCFS on {study.gpu}"
+        info["Subject"] = f"CFS{' and FairScheduler' if study.fair else ''} vs FCFS on {study.gpu}"
         return pdf.get_pagecount()

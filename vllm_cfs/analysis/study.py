@@ -1,5 +1,6 @@
-"""One experiment's data, named for what it is: task 3.1's FCFS burst, the 3.2 sweep, and the
-facts read once from the logs (KV blocks, KV bytes per token, GPU real or simulated).
+"""One experiment's data, named for what it is: task 3.1's FCFS burst, the 3.2 sweep, our
+FairScheduler's runs when there are any, and the facts read once from the logs (KV blocks, KV
+bytes per token, GPU real or simulated).
 
 Plots use each interval's first run; the interval table gives medians over all runs.
 """
@@ -10,12 +11,16 @@ import dataclasses
 from typing import Optional
 
 from vllm_cfs.analysis.evidence import IntervalRow, interval_row
-from vllm_cfs.analysis.inputs import FCFS, InputError, IntervalResults, ResultsFolder, load_results
+from vllm_cfs.analysis.inputs import (FAIR, FAIR_LABEL, FCFS, InputError, IntervalResults, ResultsFolder,
+                                      load_results)
 from vllm_cfs.analysis.kv_memory import KvFootprint, kv_footprint
 from vllm_cfs.analysis.server_log import KvBlocks, StatsSample
 from vllm_cfs.bench.results import RunResult
 
 COMPARED_INTERVAL = 10  # the assignment's CFS setting: plots compare it with FCFS
+# What makes two bursts the same workload (the client's setup keys): Fair is compared with the
+# sweep only on the burst the sweep ran.
+WORKLOAD_KEYS = ("gpu", "dataset", "num_prompts", "request_rate", "burstiness", "seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +52,24 @@ class Study:
     blocks: Optional[KvBlocks]
     footprint: Optional[KvFootprint]
     gpu: str  # "simulated GPU (a100-40gb x2)" or the real GPU env.txt names
+    # FairScheduler: its folder, its first run and the medians over its runs (None: not run)
+    fair_folder: Optional[ResultsFolder] = None
+    fair: Optional[Burst] = None
+    fair_row: Optional[IntervalRow] = None
 
     @property
     def simulated(self) -> bool:
         return self.gpu.startswith("simulated")
+
+    @property
+    def compared(self) -> tuple[Burst, ...]:
+        """What the 3.2 plots draw side by side: FCFS, CFS at the compared interval, and Fair."""
+        return (self.fcfs, self.cfs) + ((self.fair,) if self.fair else ())
+
+    @property
+    def table_rows(self) -> list[IntervalRow]:
+        """The comparison table: every interval of the sweep, then Fair."""
+        return list(self.rows.values()) + ([self.fair_row] if self.fair_row else [])
 
     @property
     def footnote(self) -> str:
@@ -85,8 +104,20 @@ def _blocks_and_footprint(folders: tuple[ResultsFolder, ...]) -> tuple[Optional[
     return blocks, footprint
 
 
-def load_study(task31_dir, task32_dir, cfs_interval: int = COMPARED_INTERVAL) -> Study:
+def _check_same_workload(fcfs: IntervalResults, fair: IntervalResults, fair_path) -> None:
+    reference = fcfs.runs[fcfs.first_run].setup
+    for run, result in fair.runs.items():
+        differs = [f"{key} {result.setup.get(key)!r} vs {reference.get(key)!r}" for key in WORKLOAD_KEYS
+                   if result.setup.get(key) != reference.get(key)]
+        if differs:
+            raise InputError(f"{fair_path}: FairScheduler's run {run} is not the sweep's burst ({', '.join(differs)})")
+
+
+def load_study(task31_dir, task32_dir, cfs_interval: int = COMPARED_INTERVAL, fair_dir=None) -> Study:
     task31, task32 = load_results(task31_dir), load_results(task32_dir)
+    fair_folder = load_results(fair_dir) if fair_dir is not None else None
+    if fair_folder is not None and fair_folder.fair is None:
+        raise InputError(f"{fair_folder.path} holds no FairScheduler results (fair_r<run>.json)")
     fcfs31 = task31.interval(FCFS)
     fcfs32 = task32.interval(FCFS)
     if cfs_interval not in task32.intervals:
@@ -97,6 +128,9 @@ def load_study(task31_dir, task32_dir, cfs_interval: int = COMPARED_INTERVAL) ->
     cfs = task32.interval(cfs_interval)
     rows = {i: interval_row(i, list(r.runs.values())) for i, r in sorted(task32.intervals.items())}
     blocks, footprint = _blocks_and_footprint((task31, task32))
+    fair = fair_folder.fair if fair_folder else None
+    if fair is not None:
+        _check_same_workload(fcfs32, fair, fair_folder.path)
     return Study(
         task31=task31,
         task32=task32,
@@ -108,4 +142,7 @@ def load_study(task31_dir, task32_dir, cfs_interval: int = COMPARED_INTERVAL) ->
         blocks=blocks,
         footprint=footprint,
         gpu=_gpu((task31, task32)),
+        fair_folder=fair_folder,
+        fair=_burst(fair, fair.first_run, FAIR_LABEL) if fair else None,
+        fair_row=interval_row(FAIR, list(fair.runs.values())) if fair else None,
     )
