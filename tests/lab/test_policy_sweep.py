@@ -18,6 +18,7 @@ import pytest
 from vllm_cfs.bench.results import RunResult
 from vllm_cfs.lab.plots import sweep_plots
 from vllm_cfs.lab.policies import OURS, blocks_for_all, select
+from vllm_cfs.settings import DEFAULT_STAGING_BLOCKS
 from vllm_cfs.lab.sweep import COLUMNS, quick_line, run_sweep, write_runs, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,18 +113,23 @@ def script(*args, timeout=600):
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def test_quick_run_ends_with_the_one_line(tmp_path):
+def test_quick_run_ends_with_the_one_line_per_swap_path(tmp_path):
     out = tmp_path / "quick"
-    done = script("--quick", "--num-prompts", "6", "--out", str(out), "--no-progress")
+    done = script("--quick", "--swap", "both", "--num-prompts", "6", "--out", str(out), "--no-progress")
     assert done.returncode == 0, done.stderr[-2000:]
-    last = done.stdout.strip().splitlines()[-1]
-    assert QUICK_LINE.fullmatch(last), done.stdout
+    per_block, staged = done.stdout.strip().splitlines()[-2:]
+    assert QUICK_LINE.fullmatch(per_block), done.stdout
+    assert staged.endswith(" (staged swap)") and QUICK_LINE.fullmatch(staged[: -len(" (staged swap)")])
     with (out / "policies-sweep.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert [r["key"] for r in rows] == ["fcfs", "cfs-10", "ideal", "ours"]
-    assert {r["requests"] for r in rows} == {"6"}
-    assert f"P99 TTFT ours {float(rows[3]['p99_ttft_ms']):.0f} ms" in last
-    assert len(list((out / "runs").glob("*.json"))) == 4 and len(list((out / "img").glob("*.png"))) == 2
+        rows = {r["key"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["fcfs", "fcfs+staged", "cfs-10", "cfs-10+staged", "ideal", "ideal+staged", "ours",
+                          "ours+staged"]
+    assert {r["requests"] for r in rows.values()} == {"6"}
+    assert f"P99 TTFT ours {float(rows['ours']['p99_ttft_ms']):.0f} ms" in per_block
+    assert f"P99 TTFT ours {float(rows['ours+staged']['p99_ttft_ms']):.0f} ms" in staged
+    for key in ("fcfs", "cfs-10", "ours"):  # the staging buffer's blocks come out of the KV cache
+        assert int(rows[key + "+staged"]["gpu_blocks"]) == int(rows[key]["gpu_blocks"]) - DEFAULT_STAGING_BLOCKS
+    assert len(list((out / "runs").glob("*.json"))) == 8 and len(list((out / "img").glob("*.png"))) == 2
 
 
 def test_help_lists_policies_and_workloads():
@@ -141,6 +147,7 @@ def test_help_lists_policies_and_workloads():
     (["--num-prompts", "0"], "the number of prompts must be at least 1"),
     (["--quick", "--policies", "fcfs"], "--quick picks its own policies"),
     (["--seeds", "one"], "invalid int value: 'one'"),
+    (["--swap", "fast"], "argument --swap: invalid choice: 'fast'"),
 ])
 def test_bad_input_is_one_line(args, says):
     done = script(*args, "--no-progress", timeout=60)

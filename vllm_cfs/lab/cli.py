@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from vllm_cfs.bench.datasets import WorkloadError
-from vllm_cfs.lab.policies import BY_KEY, POLICIES, QUICK, PolicyError, select
+from vllm_cfs.lab.policies import BY_KEY, POLICIES, QUICK, STAGED_SUFFIX, SWAP_PATHS, PolicyError, select, \
+    with_swap_paths
 from vllm_cfs.lab.sweep import GPU_LABEL, WORKLOADS, SweepError, markdown_table, quick_line, run_sweep, text_table, \
     write_runs, write_table
 
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="requests per workload instead of each workload's own count (for quick checks)")
     parser.add_argument("--out", type=Path, default=Path("results/policy-sweep"),
                         help="folder for policies-sweep.csv/.json/.md, img/ and runs/ (default: %(default)s)")
+    parser.add_argument("--swap", choices=SWAP_PATHS, default="per-block",
+                        help="swap path: vLLM 0.9's per-block copies, the staged swap worker, or both side by side "
+                             "(staged rows carry the key suffix +staged; default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
@@ -77,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     seeds = [0] if args.quick else (args.seeds if args.seeds is not None else [0, 1, 2])
     started = time.monotonic()
     try:
-        policies = select(QUICK if args.quick else (args.policies or list(BY_KEY)))
+        policies = with_swap_paths(select(QUICK if args.quick else (args.policies or list(BY_KEY))), args.swap)
         runs = run_sweep(policies, workloads, seeds, num_prompts=args.num_prompts, progress=not args.no_progress)
     except (PolicyError, SweepError, WorkloadError) as exc:
         parser.error(str(exc))
@@ -96,5 +100,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"wrote {csv_path}, {json_path}, {args.out / 'policies-sweep.md'}, {len(plots)} plots in {args.out / 'img'}, "
           f"{len(runs)} results files in {args.out / 'runs'} ({GPU_LABEL}; {time.monotonic() - started:.0f} s)")
     if args.quick:
-        print(quick_line(rows, seed=0))
+        for suffix in ({"per-block": [""], "staged": [STAGED_SUFFIX], "both": ["", STAGED_SUFFIX]}[args.swap]):
+            print(quick_line(rows, seed=0, suffix=suffix) + (" (staged swap)" if suffix else ""))
     return 0

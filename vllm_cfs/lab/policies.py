@@ -15,6 +15,7 @@ import math
 from typing import Any, Mapping, Optional, Sequence
 
 from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest
+from vllm_cfs.swap import WORKER_CLS
 
 CFS = "vllm_cfs.CFSScheduler"
 
@@ -97,6 +98,30 @@ POLICIES: tuple[Policy, ...] = (
 )
 BY_KEY = {p.key: p for p in POLICIES}
 QUICK = ("fcfs", "cfs-10", "ours", "ideal")
+
+
+STAGED_SUFFIX = "+staged"
+SWAP_PATHS = ("per-block", "staged", "both")
+
+
+def on_staged_swap(policy: Policy) -> Policy:
+    """The same policy on the staged swap worker (vllm_cfs.swap): cheaper swaps, a staging buffer's
+    worth of GPU blocks fewer."""
+    return dataclasses.replace(
+        policy, key=policy.key + STAGED_SUFFIX, parameter=" ".join(filter(None, (policy.parameter, "staged-swap"))),
+        description=policy.description + "; on the staged swap worker (--worker-cls vllm_cfs.swap.StagedSwapWorker)",
+        settings={**policy.settings, "worker_cls": WORKER_CLS})
+
+
+def with_swap_paths(policies: Sequence[Policy], swap: str) -> list[Policy]:
+    """Each policy on vLLM's per-block swap, on the staged one, or on both (side by side)."""
+    if swap not in SWAP_PATHS:
+        raise PolicyError(f"unknown swap path {swap!r} (choose from {', '.join(SWAP_PATHS)})")
+    if swap == "per-block":
+        return list(policies)
+    if swap == "staged":
+        return [on_staged_swap(p) for p in policies]
+    return [variant for p in policies for variant in (p, on_staged_swap(p))]
 
 
 def select(names: Sequence[str]) -> list[Policy]:

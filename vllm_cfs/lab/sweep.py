@@ -240,13 +240,15 @@ def text_table(rows: Sequence[Row]) -> str:
     return "\n".join([head, *body])
 
 
-def quick_line(rows: Sequence[Row], workload: str = "reference", seed: int = 0) -> str:
-    """The one-line verdict on ``ours`` against FCFS, CFS-10 and the ideal bound."""
+def quick_line(rows: Sequence[Row], workload: str = "reference", seed: int = 0, suffix: str = "") -> str:
+    """The one-line verdict on ``ours`` against FCFS, CFS-10 and the ideal bound (all with key
+    ``suffix``: "+staged" compares the staged swap worker's runs)."""
     by_key = {r.key: r for r in rows if r.workload == workload and r.seed == seed}
-    missing = [k for k in ("ours", "fcfs", "cfs-10", "ideal") if k not in by_key]
+    keys = [k + suffix for k in ("ours", "fcfs", "cfs-10", "ideal")]
+    missing = [k for k in keys if k not in by_key]
     if missing:
         raise SweepError(f"the quick line needs {', '.join(missing)} on {workload} seed {seed}")
-    ours, fcfs, cfs10, ideal = (by_key[k] for k in ("ours", "fcfs", "cfs-10", "ideal"))
+    ours, fcfs, cfs10, ideal = (by_key[k] for k in keys)
     return (f"ours vs fcfs: throughput ratio {ours.output_tok_s / fcfs.output_tok_s:.2f}; "
             f"P99 TTFT ours {ours.p99_ttft_ms:.0f} ms, cfs10 {cfs10.p99_ttft_ms:.0f} ms, ideal {ideal.p99_ttft_ms:.0f} ms; "
             f"P99 TPOT ours {ours.p99_tpot_ms:.0f} ms, fcfs {fcfs.p99_tpot_ms:.0f} ms; "
