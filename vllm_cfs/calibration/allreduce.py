@@ -81,19 +81,20 @@ def measure(hidden: int = 8192, reps: int = 50, warmup: int = 10, port: int = 29
 
 def fit(points: list[dict], link_bytes_per_s: float, tp: int = 2) -> dict:
     """allreduce_latency_s from the decode-sized calls (DECODE_TOKENS or fewer: the transfer is
-    under 2% of them), then allreduce_bandwidth_efficiency from the prefill-sized ones
-    (PREFILL_TOKENS or more) by least squares of relative error. One line cannot follow NCCL in
-    between, where it changes protocol (4-8 MiB calls measured faster than 16 KiB ones)."""
+    under 2% of them); allreduce_bandwidth_efficiency from the slope of time over bytes among the
+    prefill-sized ones (PREFILL_TOKENS or more, a least-squares line), where the transfer dominates.
+    NCCL changes protocol with the size (4-8 MiB calls measured faster than 16 KiB ones), so one
+    latency-plus-bandwidth line cannot follow every size: it is right where the engine's time goes,
+    decode steps (96 calls each) and large prefills, and over-estimates the sizes in between."""
     small = [p["median_s"] for p in points if p["tokens"] <= DECODE_TOKENS]
     large = [p for p in points if p["tokens"] >= PREFILL_TOKENS]
-    if not small or not large:
-        raise ValueError(f"the fit needs points of <= {DECODE_TOKENS} and >= {PREFILL_TOKENS} tokens")
-    latency = statistics.median(small)
-    # t = latency + c / efficiency with c = ring bytes / link; relative residuals are linear in 1/efficiency
-    c = np.array([2 * (tp - 1) / tp * p["bytes"] / link_bytes_per_s for p in large])
-    t = np.array([p["median_s"] for p in large])
-    inverse = float(np.sum(c / t * (1 - latency / t)) / np.sum((c / t) ** 2))
-    return {"allreduce_latency_s": latency, "allreduce_bandwidth_efficiency": 1.0 / inverse}
+    if not small or len(large) < 2:
+        raise ValueError(f"the fit needs points of <= {DECODE_TOKENS} and two or more of >= {PREFILL_TOKENS} tokens")
+    ring = np.array([2 * (tp - 1) / tp * p["bytes"] for p in large], dtype=float)
+    seconds = np.array([p["median_s"] for p in large])
+    per_byte = np.polyfit(ring, seconds, 1)[0]
+    return {"allreduce_latency_s": statistics.median(small),
+            "allreduce_bandwidth_efficiency": float(1.0 / (per_byte * link_bytes_per_s))}
 
 
 def predict(params: dict, link_bytes_per_s: float, size: int, tp: int = 2) -> float:

@@ -188,7 +188,7 @@ def fit_profile(raw: dict, base: dict, allreduce_raw: dict | None = None, swap_s
         notes["allreduce_latency_s"] = notes["allreduce_bandwidth_efficiency"] = (
             f"measured on {len(gpus)} x {gpus[0]}: NCCL {allreduce_raw['environment']['nccl']} through "
             f"torch.distributed, {len(allreduce_raw['points'])} sizes (latency: median of the decode sizes; "
-            f"efficiency: least squares of relative error on the prefill sizes)")
+            f"efficiency: slope of time over bytes among the prefill sizes)")
     else:
         for key in ("allreduce_latency_s", "allreduce_bandwidth_efficiency"):
             notes[key] = "kept from the base profile: one GPU measured, no all-reduce"
