@@ -22,6 +22,12 @@ def gauges(base_url: str) -> Dict[str, float]:
     return read_gauges(base_url)
 
 
+def preemptions_counted(base_url: str) -> float:
+    """vLLM's counter of the preemptions its scheduler reported, summed over every step."""
+    name = "vllm:num_preemptions_total"
+    return read_gauges(base_url, (name,)).get(name, 0.0)
+
+
 def wait_until_idle(base_url: str, timeout_s: float = 90.0) -> Dict[str, float]:
     """Poll /metrics until no request is left and no KV block is used; returns the last reading.
 

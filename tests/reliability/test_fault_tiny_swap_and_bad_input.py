@@ -2,9 +2,10 @@
 for CFS's victims, requests the model cannot take, and clients that leave while their request
 sits in that small swap space.
 
-One server for the module: CFS every 2 steps, 64 GPU blocks (1024 tokens) so that a small
-burst overflows the GPU, and 0.02 GiB of swap space: 13 CPU blocks of 1.5 MiB, room for one
-victim at most, where upstream vLLM would die with "Can't swap out ... CPU space" instead.
+One server for the module per scheduler (CFS every 2 steps, then FairScheduler): 64 GPU blocks
+(1024 tokens) so that a small burst overflows the GPU, and 0.02 GiB of swap space: 13 CPU blocks
+of 1.5 MiB, room for one victim at most, where upstream vLLM would die with "Can't swap out ...
+CPU space" instead.
 """
 
 import asyncio
@@ -30,10 +31,10 @@ ROUNDS_LEAVING_WHILE_SWAPPED = 4
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    log = tmp_path_factory.mktemp("tiny-swap") / "vllm_server.log"
+def server(policy, tmp_path_factory):
+    log = tmp_path_factory.mktemp(f"tiny-swap-{policy.name}") / "vllm_server.log"
     options = ServerOptions(
-        profile="h200", scheduler_cls="vllm_cfs.CFSScheduler", cfs_interval=2,
+        profile="h200", scheduler_cls=policy.scheduler_cls, cfs_interval=policy.cfs_interval,
         swap_space_gib=0.02, log_path=log,
         extra_args=("--num-gpu-blocks-override", "64", "--max-model-len", str(MAX_MODEL_LEN),
                     *SHOW_SWAP_GAUGES))
@@ -49,10 +50,12 @@ async def burst(server, requests):
             for i, (prompt_len, max_tokens) in enumerate(requests)))
 
 
-def test_swap_space_far_too_small_falls_back_to_recompute(server):
+def test_swap_space_far_too_small_falls_back_to_recompute(server, policy):
     log_lines = [line for line in server.log_text().splitlines() if "# CPU blocks" in line]
     assert log_lines and log_lines[-1].rstrip().endswith("# CPU blocks: 13")
-    # 24 requests of 6 to 13 blocks each: three times what the GPU holds.
+    # 24 requests of 6 to 13 blocks each: three times what the GPU holds. Under CFS the CFS steps
+    # evict; under FairScheduler the requests still waiting for a first token evict the latest
+    # arrivals, and growing requests push the last ones out: more victims than 13 blocks hold.
     requests = [(40 + 13 * (i % 5), 60 + 7 * (i % 9)) for i in range(24)]
     results = asyncio.run(burst(server, requests))
 
@@ -60,7 +63,7 @@ def test_swap_space_far_too_small_falls_back_to_recompute(server):
         (200, True, max_tokens) for _, max_tokens in requests]
     log = server.log_text()
     # The scheduler's lines come out through vLLM's own logging, in its format.
-    assert re.search(r"^INFO .*\] CFS scheduler: a CFS step every 2 scheduling steps", log, re.M)
+    assert re.search(rf"^INFO .*\] {policy.start_line}", log, re.M)
     assert re.search(r"^WARNING .*\] CPU swap space is full: preempting by recompute instead of "
                      r"swap", log, re.M)
     assert "Can't swap out" not in log and "Traceback" not in log
