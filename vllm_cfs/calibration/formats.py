@@ -63,39 +63,36 @@ def load_base_profile(path: Path | None) -> dict:
     return profile
 
 
-def read_raw(path: Path, writer: str) -> dict:
-    """An earlier run's raw.json; `writer` names the script in the message for a foreign file."""
+def _read_json_object(path: Path, is_it, what: str) -> dict:
+    """A JSON object from `path` that `is_it` accepts; else one line naming `what` it should have been."""
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CalibrationError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(raw, dict) or raw.get("schema") != RAW_SCHEMA:
-        raise CalibrationError(f"{path} is not a raw.json written by {writer}")
+    if not isinstance(raw, dict) or not is_it(raw):
+        raise CalibrationError(f"{path} is not {what}")
     return raw
+
+
+def read_raw(path: Path, writer: str) -> dict:
+    """An earlier run's raw.json; `writer` names the script in the message for a foreign file."""
+    return _read_json_object(path, lambda raw: raw.get("schema") == RAW_SCHEMA, f"a raw.json written by {writer}")
 
 
 def read_allreduce_raw(path: Path) -> dict:
     """A two-GPU run of benchmarks/calibrate_allreduce.py."""
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CalibrationError(f"cannot read {path}: {exc}") from exc
-    points = raw.get("points") if isinstance(raw, dict) else None
-    if not points or not all({"tokens", "bytes", "median_s"} <= set(p) for p in points) or "gpus" not in raw.get(
-            "environment", {}):
-        raise CalibrationError(f"{path} is not an allreduce-raw.json written by benchmarks/calibrate_allreduce.py")
-    return raw
+    def is_it(raw):
+        points = raw.get("points")
+        return (bool(points) and all({"tokens", "bytes", "median_s"} <= set(p) for p in points)
+                and "gpus" in raw.get("environment", {}))
+
+    return _read_json_object(path, is_it, "an allreduce-raw.json written by benchmarks/calibrate_allreduce.py")
 
 
 def read_swap_speed(path: Path) -> dict:
     """A run of benchmarks/swap_speed.py."""
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CalibrationError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(raw, dict) or not isinstance(raw.get("runs"), dict) or "environment" not in raw:
-        raise CalibrationError(f"{path} is not a swap-speed.json written by benchmarks/swap_speed.py")
-    return raw
+    return _read_json_object(path, lambda raw: isinstance(raw.get("runs"), dict) and "environment" in raw,
+                             "a swap-speed.json written by benchmarks/swap_speed.py")
 
 
 def default_name(gpu: str) -> str:
