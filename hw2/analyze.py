@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Plots, answers and report of the hw2 experiment, from the folders hw2/sweep.sh wrote.
 
-    python3 hw2/analyze.py results_3.1 results_3.2 [--fair results_fair | --no-fair] [--out DIR]
+    python3 hw2/analyze.py results_3.1 results_3.2 [--fair results_fair | --no-fair]
+        [--staged results_3.2_staged | --no-staged] [--out DIR]
 
 Writes results_3.1/{ttft,tpot,gpu_kv}.png, results_3.2/{ttft,tpot,gpu_kv,cpu_kv,waiting,pareto}.png,
 and DIR/answers.txt and DIR/report.pdf (DIR: the folder holding results_3.2, unless --out).
 With our FairScheduler's runs (hw2/sweep.sh --scheduler fair; by default the folder results_fair
 beside results_3.2, when there is one), Fair is the third line beside FCFS and CFS in the 3.2
 plots and the table, and results_fair/policies.png shows P99 TTFT, P99 TPOT, P99 ITL and output
-tokens/s of FCFS, every CFS interval and Fair side by side.
+tokens/s of FCFS, every CFS interval and Fair side by side. With the sweep on the staged swap
+worker (hw2/sweep.sh --swap staged; by default the folder results_3.2_staged beside results_3.2,
+when there is one), answers.txt and the report gain a table of both swap paths per interval (those
+four figures and the throughput ratio to FCFS), and results_3.2_staged/swap_paths.png draws it.
 """
 
 import argparse
@@ -40,16 +44,26 @@ def main(argv=None) -> int:
     fair.add_argument("--fair", type=Path, metavar="DIR",
                       help="FairScheduler's results folder (default: results_fair beside TASK32, if it exists)")
     fair.add_argument("--no-fair", action="store_true", help="FCFS and CFS only, even if results_fair exists")
+    staged = parser.add_mutually_exclusive_group()
+    staged.add_argument("--staged", type=Path, metavar="DIR",
+                        help="the sweep on the staged swap worker (default: TASK32's name + _staged beside it, "
+                             "if it exists)")
+    staged.add_argument("--no-staged", action="store_true",
+                        help="vLLM's per-block swap only, even if that folder exists")
     parser.add_argument("--cfs-interval", type=int, default=10,
                         help="the CFS interval the plots compare with FCFS (default: %(default)s)")
     args = parser.parse_args(argv)
     fair_dir = args.fair
     if fair_dir is None and not args.no_fair and (args.task32.parent / "results_fair").is_dir():
         fair_dir = args.task32.parent / "results_fair"
+    staged_dir = args.staged
+    beside = args.task32.parent / f"{args.task32.name}_staged"
+    if staged_dir is None and not args.no_staged and beside.is_dir():
+        staged_dir = beside
     try:
         outputs = analyze(args.task31, args.task32, args.out, args.cfs_interval,
                           progress=lambda message: print(f"[analyze.py] {message}", file=sys.stderr),
-                          fair_dir=fair_dir)
+                          fair_dir=fair_dir, staged_dir=staged_dir)
     except InputError as exc:
         print(f"analyze.py: error: {exc}", file=sys.stderr)
         return 2

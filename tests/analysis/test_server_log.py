@@ -143,3 +143,18 @@ def test_runs_are_cut_at_markers_and_the_latest_run_wins():
     assert [s.running for s in log.for_run(2).stats] == [3]
     with pytest.raises(KeyError):
         log.for_run(3)
+
+
+ENGINE = "INFO 11-29 05:00:00 [llm_engine.py:230] Initializing a V0 LLM engine (v0.9.0) with config: model='m'"
+
+
+def test_the_staged_swap_workers_buffer_is_read_in_both_wordings_per_server_start():
+    simulated = ("INFO 11-29 05:00:01 [worker.py:78] Simulated staged swap (vllm_cfs.swap.StagedSwapWorker): "
+                 "a 32-block staging buffer")
+    real = ("(VllmWorkerProcess pid=7) INFO 11-29 05:00:01 [worker.py:96] staged swap: 48-block staging buffer, "
+            "block-major pinned host cache")
+    assert parse_server_log([ENGINE, simulated], year=2026).staging_blocks == 32
+    assert parse_server_log([ENGINE, real], year=2026).staging_blocks == 48
+    assert parse_server_log([ENGINE], year=2026).staging_blocks is None
+    # A log appended to by a later start of vLLM's own worker describes that start: no buffer.
+    assert parse_server_log([ENGINE, simulated, ENGINE], year=2026).staging_blocks is None

@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 from vllm_cfs.analysis import evidence as ev
 from vllm_cfs.analysis.plots import interval_label
 from vllm_cfs.analysis.study import Burst, Study
+from vllm_cfs.analysis.swap_paths import swap_paths_table
 from vllm_cfs.bench.results import RequestRecord
 
 # vLLM admits a prefill only when its whole prompt fits above a small watermark, so with prompts of
@@ -380,6 +381,8 @@ def interval_table(study: Study) -> list[str]:
 def format_answers(study: Study, answers: Sequence[Answer]) -> str:
     setup = study.fcfs_31.result.setup
     fair = f", {study.fair_folder.path} (FairScheduler, in the table only)" if study.fair_folder else ""
+    if study.swap_paths:
+        fair += f", {study.swap_paths.folder.path} (task 3.2 on the staged swap worker, in the swap table only)"
     lines = [
         "hw2 answers: every MCQ with the evidence measured in this run",
         f"GPU: {study.gpu}",
@@ -399,4 +402,6 @@ def format_answers(study: Study, answers: Sequence[Answer]) -> str:
         lines.append("")
     lines.append(TABLE_TITLE)
     lines.extend("  " + line for line in interval_table(study))
+    if study.swap_paths:
+        lines += ["", *swap_paths_table(study.swap_paths, study.gpu, study.simulated)]
     return "\n".join(lines) + "\n"

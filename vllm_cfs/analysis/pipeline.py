@@ -6,6 +6,8 @@
 
 With FairScheduler's folder (results_fair), the 3.2 plots and the table gain Fair as a third line
 beside FCFS and CFS, and results_fair/policies.png shows the four figures of each side by side.
+With the sweep on the staged swap worker (results_3.2_staged), answers.txt and the report gain the
+table of both swap paths per interval, and results_3.2_staged/swap_paths.png draws it.
 """
 
 from __future__ import annotations
@@ -49,16 +51,23 @@ def make_plots(study: Study) -> list[p.PlotData]:
     ]
     if study.fair_folder is not None:
         plots.append(p.policies_plot(study.table_rows, study.fair_folder.path / "policies.png", note))
+    if study.swap_paths is not None:
+        plots.append(p.swap_paths_plot(study.swap_paths, study.swap_paths.folder.path / "swap_paths.png", note))
     return plots
 
 
 def analyze(task31_dir: Path, task32_dir: Path, out_dir: Optional[Path] = None,
             cfs_interval: int = COMPARED_INTERVAL, progress: Callable[[str], None] = lambda _: None,
-            fair_dir: Optional[Path] = None) -> Outputs:
-    """``fair_dir``: FairScheduler's results folder, or None for the assignment's FCFS and CFS alone."""
-    study = load_study(task31_dir, task32_dir, cfs_interval, fair_dir)
+            fair_dir: Optional[Path] = None, staged_dir: Optional[Path] = None) -> Outputs:
+    """``fair_dir``: FairScheduler's results folder, or None for the assignment's FCFS and CFS alone;
+    ``staged_dir``: the sweep on the staged swap worker, or None for vLLM's per-block swap alone."""
+    study = load_study(task31_dir, task32_dir, cfs_interval, fair_dir, staged_dir)
     fair_runs = len(study.fair_folder.fair.runs) if study.fair_folder else 0
     fair = f", FairScheduler's {fair_runs} run{'s' * (fair_runs != 1)}" if fair_runs else ""
+    if study.swap_paths:
+        staged = study.swap_paths.folder.intervals
+        count = sum(len(r.runs) for r in staged.values())
+        fair += f", {count} staged swap run{'s' * (count != 1)} over intervals {sorted(staged)}"
     progress(f"read {sum(len(r.runs) for r in study.task32.intervals.values())} sweep runs over intervals "
              f"{sorted(study.task32.intervals)}{fair} and task 3.1's run; GPU: {study.gpu}")
     plots = make_plots(study)

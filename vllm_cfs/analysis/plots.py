@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 from vllm_cfs.analysis.evidence import IntervalRow, seconds_since_first  # noqa: E402
 from vllm_cfs.analysis.inputs import FAIR, FAIR_LABEL  # noqa: E402
 from vllm_cfs.analysis.server_log import StatsSample  # noqa: E402
+from vllm_cfs.analysis.swap_paths import PATH_LABELS, PER_BLOCK, STAGED, SwapPaths  # noqa: E402
 from vllm_cfs.bench.results import RunResult  # noqa: E402
 
 DPI = 120
@@ -33,6 +34,8 @@ class Series:
     # labelled points: whether the grey line through the sweep's intervals passes here (FairScheduler
     # is no point of that sweep, so a line through it would suggest an interval between two others)
     joined: bool = True
+    # line-panels: the panel (its title) this line is drawn in
+    panel: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +45,10 @@ class PlotData:
     xlabel: str
     ylabel: str
     series: tuple[Series, ...]
-    style: str  # "per-request", "over-time", "labelled-points" or "bar-panels"
+    style: str  # "per-request", "over-time", "labelled-points", "bar-panels" or "line-panels"
     footnote: str = ""  # e.g. "simulated GPU: a100-40gb x2; 50 requests at 3 req/s"
     # bar-panels: one panel per series (its label titles the panel), one bar per category at x = 0, 1, ...
+    # line-panels: the x tick labels, one per x value the series hold, in x order
     categories: tuple[str, ...] = ()
 
 
@@ -132,9 +136,28 @@ def policies_plot(rows: Sequence[IntervalRow], path: Path, footnote: str = "") -
                          footnote, tuple(short_label(row.interval) for row in shown)))
 
 
+def swap_paths_plot(paths: SwapPaths, path: Path, footnote: str = "") -> PlotData:
+    """The four figures of the table against the CFS interval, one line per swap path: where the
+    staged worker's cheaper swaps show, and what its smaller KV cache costs."""
+    series = []
+    for title, field in POLICY_METRICS:
+        for name in (PER_BLOCK, STAGED):
+            points = [(row.interval, getattr(row.path(name), field)) for row in paths.rows
+                      if row.path(name) is not None and getattr(row.path(name), field) is not None]
+            series.append(Series(PATH_LABELS[name], tuple(float(i) for i, _ in points),
+                                 tuple(float(v) for _, v in points), panel=title))
+    counted = [r.path(name).runs for r in paths.rows for name in (PER_BLOCK, STAGED) if r.path(name)]
+    how = _median_of(sorted(set(counted)), "each interval's runs")
+    return draw(PlotData(path, f"vLLM's per-block swap vs the staged swap worker per CFS interval ({how})",
+                         "CFS interval (0 = FCFS)", "", tuple(series), "line-panels", footnote,
+                         tuple(short_label(row.interval) for row in paths.rows)))
+
+
 def draw(plot: PlotData) -> PlotData:
     if plot.style == "bar-panels":
         return _draw_panels(plot)
+    if plot.style == "line-panels":
+        return _draw_line_panels(plot)
     fig, ax = plt.subplots(figsize=SIZE_IN, dpi=DPI)
     try:
         for series in plot.series:
@@ -179,6 +202,29 @@ def _draw_panels(plot: PlotData) -> PlotData:
             ax.set_title(series.label, fontsize=9)
             ax.margins(y=0.15)  # room for the values above the bars
             ax.grid(True, axis="y", alpha=0.3)
+        fig.suptitle(plot.title, fontsize=11)
+        _save(fig, plot)
+    finally:
+        plt.close(fig)
+    return plot
+
+
+def _draw_line_panels(plot: PlotData) -> PlotData:
+    panels = list(dict.fromkeys(s.panel for s in plot.series))
+    ticks = sorted({x for s in plot.series for x in s.x})
+    fig, axes = plt.subplots(2, 2, figsize=SIZE_IN, dpi=DPI)
+    try:
+        for ax, panel in zip(axes.flat, panels):
+            for index, series in enumerate(s for s in plot.series if s.panel == panel):
+                ax.plot(series.x, series.y, marker="o", markersize=4, linewidth=1.2, color=f"C{index}",
+                        label=series.label)
+            # Intervals are settings, not a scale: one tick per interval the sweeps ran, named.
+            ax.set_xticks(ticks, plot.categories, fontsize=7)
+            ax.set_title(panel, fontsize=9)
+            ax.set_xlabel(plot.xlabel, fontsize=7)
+            ax.margins(x=0.1, y=0.15)
+            ax.grid(True, alpha=0.3)
+        axes.flat[0].legend(fontsize=7)
         fig.suptitle(plot.title, fontsize=11)
         _save(fig, plot)
     finally:

@@ -21,6 +21,7 @@ from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from vllm_cfs.analysis.answers import TABLE_TITLE, Answer, format_answers, interval_table  # noqa: E402
 from vllm_cfs.analysis.plots import PlotData  # noqa: E402
 from vllm_cfs.analysis.study import Study  # noqa: E402
+from vllm_cfs.analysis.swap_paths import swap_paths_table  # noqa: E402
 
 PAGE_IN = (8.27, 11.69)  # A4 portrait
 LINES_PER_PAGE = 64
@@ -31,6 +32,8 @@ ENV_KEYS = ("date", "gpu", "host", "cpu_cores", "python", "vllm", "torch", "tran
             "dataset", "random_input_len", "random_output_len", "client_args")
 # FairScheduler's folder shares the workload and versions; what differs is said once.
 FAIR_ENV_KEYS = ("date", "scheduler", "fair_patience_tokens", "runs_per_interval", "vllm_cfs_commit")
+# Likewise the staged swap's sweep: the same sweep but for the worker.
+STAGED_ENV_KEYS = ("date", "swap", "worker_cls", "intervals", "runs_per_interval", "vllm_cfs_commit")
 
 
 def setup_lines(study: Study) -> list[str]:
@@ -56,8 +59,18 @@ def setup_lines(study: Study) -> list[str]:
         lines += ["  FairScheduler (vllm_cfs/fair.py, docs/policies.md): first token first (a request with no token yet",
                   "  takes the room of the running request that arrived last, after waiting up to fair_patience_tokens",
                   "  steps for a finishing one's), then first come first served."]
+    if study.swap_paths is not None:
+        staged_env = study.swap_paths.folder.env
+        lines += ["", f"The 3.2 sweep on the staged swap worker ({study.swap_paths.folder.path}/env.txt; the same "
+                  "workload):"]
+        lines += [f"  {key}: {staged_env[key]}" for key in STAGED_ENV_KEYS if key in staged_env]
+        lines += ["  staged swap (vllm_cfs/swap, docs/swap.md): all of a swap's blocks gathered into a staging buffer",
+                  "  on the GPU and copied in one transfer per run of host blocks, instead of vLLM's copy per block",
+                  "  and layer; the buffer's blocks come out of the GPU's KV cache."]
     lines += ["", TABLE_TITLE + ":"]
     lines += ["  " + line for line in interval_table(study)]
+    if study.swap_paths is not None:
+        lines += ["", *swap_paths_table(study.swap_paths, study.gpu, study.simulated)]
     fair = " and FairScheduler" if study.fair else ""
     lines += ["", f"Plots compare FCFS (interval 0) with CFS interval {study.cfs_interval}{fair}, first run of each."]
     if study.fair:
@@ -103,5 +116,6 @@ def write_report(study: Study, plots: Sequence[PlotData], answers: Sequence[Answ
         _text_pages(pdf, format_answers(study, answers).splitlines())
         info = pdf.infodict()
         info["Title"] = "vllm-cfs hw2 report"
-        info["Subject"] = f"CFS{' and FairScheduler' if study.fair else ''} vs FCFS on {study.gpu}"
+        staged = ", per-block and staged swap" if study.swap_paths else ""
+        info["Subject"] = f"CFS{' and FairScheduler' if study.fair else ''} vs FCFS on {study.gpu}{staged}"
         return pdf.get_pagecount()

@@ -11,6 +11,9 @@ The lines we read (anything else is skipped; a log may hold several server start
 * the executor's block counts: ``# cuda (simulated a100-40gb) blocks: 1028, # CPU blocks: 10922``
 * the CFS scheduler's cumulative counters: ``CFS stats: cfs_steps=12, preempted_by_swap=3, ...``
 * the simulated GPU's start line: ``The GPU is SIMULATED (vllm-cfs): profile a100-40gb, tensor parallel 2``
+* the staged swap worker's buffer (vllm_cfs.swap): on the simulated GPU ``Simulated staged swap
+  (vllm_cfs.swap.StagedSwapWorker): a 32-block staging buffer``, on a real one ``staged swap:
+  32-block staging buffer, block-major pinned host cache``
 * the engine's configuration: ``Initializing a V0 LLM engine (v0.9.0) with config: model='...', ...``
 * the marker lines ``hw2/sweep.sh`` appends before each burst: ``vllm-cfs hw2 marker: run 2 of 3, ...``
 
@@ -36,6 +39,8 @@ _STATS = re.compile(
 _BLOCKS = re.compile(r"# (.+?) blocks: (\d+), # CPU blocks: (\d+)")
 _CFS_STATS = re.compile(r"CFS stats: ((?:\w+=\d+(?:, )?)+)")
 _SIMULATED = re.compile(r"The GPU is SIMULATED \(vllm-cfs\): profile (\S+?), tensor parallel (\d+)")
+# Both wordings: the simulator's and the real worker's (vllm_cfs/swap/worker.py).
+_STAGING = re.compile(r"[Ss]taged swap(?: \([^)]*\))?: (?:a )?(\d+)-block staging buffer")
 _ENGINE = re.compile(r"Initializing a V0 LLM engine \(v([^)]+)\) with config: (.*)")
 MARKER = "vllm-cfs hw2 marker:"
 _MARKER = re.compile(re.escape(MARKER) + r" run (\d+) of (\d+)")
@@ -108,6 +113,9 @@ class ServerLog:
     engine: Optional[EngineConfig]
     simulated: Optional[SimulatedGpu]  # None: no line said the GPU was simulated
     runs: list[int]  # run numbers of the markers, in log order
+    # KV blocks of the staged swap worker's staging buffer (last server start); None: vLLM's own
+    # per-block swap, no staging buffer line
+    staging_blocks: Optional[int] = None
 
     def for_run(self, run: int) -> "ServerLog":
         """The part of the log from the marker of ``run`` to the next marker (the last such part
@@ -181,10 +189,15 @@ def parse_server_log(lines: Iterable[str], year: Optional[int] = None) -> Server
             log.cfs.append(CfsCounters(now, counters, segment))
         elif match := _BLOCKS.search(line):
             log.blocks = KvBlocks(match.group(1), int(match.group(2)), int(match.group(3)))
+        elif match := _STAGING.search(line):
+            log.staging_blocks = int(match.group(1))
         elif match := _SIMULATED.search(line):
             log.simulated = SimulatedGpu(match.group(1).rstrip(","), int(match.group(2)))
         elif match := _ENGINE.search(line):
             log.engine = EngineConfig(match.group(1), _parse_fields(match.group(2)))
+            # A new server start: its own worker decides whether there is a staging buffer (its line
+            # comes later, when the worker sizes the KV cache).
+            log.staging_blocks = None
     return log
 
 

@@ -1,6 +1,6 @@
 """One experiment's data, named for what it is: task 3.1's FCFS burst, the 3.2 sweep, our
-FairScheduler's runs when there are any, and the facts read once from the logs (KV blocks, KV
-bytes per token, GPU real or simulated).
+FairScheduler's runs when there are any, the 3.2 sweep on the staged swap worker when it ran,
+and the facts read once from the logs (KV blocks, KV bytes per token, GPU real or simulated).
 
 Plots use each interval's first run; the interval table gives medians over all runs.
 """
@@ -15,6 +15,7 @@ from vllm_cfs.analysis.inputs import (FAIR, FAIR_LABEL, FCFS, InputError, Interv
                                       load_results)
 from vllm_cfs.analysis.kv_memory import KvFootprint, kv_footprint
 from vllm_cfs.analysis.server_log import KvBlocks, StatsSample
+from vllm_cfs.analysis.swap_paths import SwapPaths, first_log_value, swap_path_rows
 from vllm_cfs.bench.results import RunResult
 
 COMPARED_INTERVAL = 10  # the assignment's CFS setting: plots compare it with FCFS
@@ -56,6 +57,8 @@ class Study:
     fair_folder: Optional[ResultsFolder] = None
     fair: Optional[Burst] = None
     fair_row: Optional[IntervalRow] = None
+    # the 3.2 sweep again on the staged swap worker, beside the per-block one (None: not run)
+    swap_paths: Optional[SwapPaths] = None
 
     @property
     def simulated(self) -> bool:
@@ -104,16 +107,51 @@ def _blocks_and_footprint(folders: tuple[ResultsFolder, ...]) -> tuple[Optional[
     return blocks, footprint
 
 
-def _check_same_workload(fcfs: IntervalResults, fair: IntervalResults, fair_path) -> None:
+def _check_same_workload(fcfs: IntervalResults, other: IntervalResults, path, what: str) -> None:
+    """``what``: the runs' name in the message, before the run number ("FairScheduler's run")."""
     reference = fcfs.runs[fcfs.first_run].setup
-    for run, result in fair.runs.items():
+    for run, result in other.runs.items():
         differs = [f"{key} {result.setup.get(key)!r} vs {reference.get(key)!r}" for key in WORKLOAD_KEYS
                    if result.setup.get(key) != reference.get(key)]
         if differs:
-            raise InputError(f"{fair_path}: FairScheduler's run {run} is not the sweep's burst ({', '.join(differs)})")
+            raise InputError(f"{path}: {what} {run} is not the sweep's burst ({', '.join(differs)})")
 
 
-def load_study(task31_dir, task32_dir, cfs_interval: int = COMPARED_INTERVAL, fair_dir=None) -> Study:
+def _swap_paths(task32: ResultsFolder, rows: dict[int, IntervalRow], staged_dir) -> SwapPaths:
+    """The staged sweep beside the per-block one. A folder whose servers did not run the staged
+    worker is refused: its figures under "staged" would compare the per-block path with itself."""
+    staged = load_results(staged_dir)
+    if not staged.intervals:
+        raise InputError(f"{staged.path} holds no sweep results of the staged swap (p<interval>_r<run>.json)")
+    for interval, results in staged.intervals.items():
+        if results.log is not None:
+            if results.log.staging_blocks is None:
+                raise InputError(f"{results.log_path} shows no staging buffer: that server ran vLLM's per-block "
+                                 "swap, not the staged swap worker (hw2/sweep.sh --swap staged)")
+        elif staged.env.get("swap") != "staged":
+            raise InputError(f"{staged.path}: interval {interval} has no server log and env.txt does not say "
+                             "swap: staged, so nothing shows that it ran the staged swap worker")
+        _check_same_workload(task32.interval(FCFS), results, staged.path,
+                             f"the staged swap's interval {interval}, run")
+    for results in task32.intervals.values():
+        if results.log is not None and results.log.staging_blocks is not None:
+            raise InputError(f"{results.log_path} shows a staging buffer: the sweep to compare with must run "
+                             "vLLM's per-block swap")
+    staged_rows = {i: interval_row(i, list(r.runs.values())) for i, r in staged.intervals.items()}
+    fcfs = rows.get(FCFS)
+    return SwapPaths(
+        folder=staged,
+        rows=swap_path_rows(rows, staged_rows),
+        fcfs_throughput=fcfs.output_throughput if fcfs else None,
+        per_block_gpu_blocks=first_log_value(task32, lambda log: log.blocks and log.blocks.gpu_blocks),
+        staged_gpu_blocks=first_log_value(staged, lambda log: log.blocks and log.blocks.gpu_blocks),
+        staging_blocks=first_log_value(staged, lambda log: log.staging_blocks),
+    )
+
+
+def load_study(task31_dir, task32_dir, cfs_interval: int = COMPARED_INTERVAL, fair_dir=None,
+               staged_dir=None) -> Study:
+    """``fair_dir``: FairScheduler's folder; ``staged_dir``: the sweep on the staged swap worker."""
     task31, task32 = load_results(task31_dir), load_results(task32_dir)
     fair_folder = load_results(fair_dir) if fair_dir is not None else None
     if fair_folder is not None and fair_folder.fair is None:
@@ -130,7 +168,7 @@ def load_study(task31_dir, task32_dir, cfs_interval: int = COMPARED_INTERVAL, fa
     blocks, footprint = _blocks_and_footprint((task31, task32))
     fair = fair_folder.fair if fair_folder else None
     if fair is not None:
-        _check_same_workload(fcfs32, fair, fair_folder.path)
+        _check_same_workload(fcfs32, fair, fair_folder.path, "FairScheduler's run")
     return Study(
         task31=task31,
         task32=task32,
@@ -145,4 +183,5 @@ def load_study(task31_dir, task32_dir, cfs_interval: int = COMPARED_INTERVAL, fa
         fair_folder=fair_folder,
         fair=_burst(fair, fair.first_run, FAIR_LABEL) if fair else None,
         fair_row=interval_row(FAIR, list(fair.runs.values())) if fair else None,
+        swap_paths=_swap_paths(task32, rows, staged_dir) if staged_dir is not None else None,
     )
