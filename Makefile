@@ -22,8 +22,11 @@ $(STAMP):
 test: venv
 	$(VENV)/bin/pytest -q
 
+# HW2_ARGS: options for hw2/run_all.sh, e.g. `make hw2 HW2_ARGS=--staged-swap` (its --help lists them)
+HW2_ARGS ?=
+
 hw2: venv
-	bash hw2/run_all.sh
+	bash hw2/run_all.sh $(HW2_ARGS)
 
 bench: venv
 	$(PY) benchmarks/benchmark_scheduler.py

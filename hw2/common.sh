@@ -58,4 +58,14 @@ scheduler_class() {
     esac
 }
 
+# The --worker-cls of a swap path the hw2 scripts take (--swap): none for vLLM's own per-block swap,
+# our staged swap worker (vllm_cfs.swap.WORKER_CLS) for staged; fails for any other name.
+swap_worker_class() {
+    case "$1" in
+        per-block) echo "" ;;
+        staged) echo vllm_cfs.swap.StagedSwapWorker ;;
+        *) return 1 ;;
+    esac
+}
+
 is_whole_number() { [[ "$1" =~ ^[0-9]+$ ]]; }

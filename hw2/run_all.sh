@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # The whole hw2 experiment in one command (what `make hw2` runs): task 3.1 (vLLM's default FCFS,
 # one burst), the task 3.2 sweep over CFS intervals (3 bursts each), our FairScheduler (3 bursts),
-# then plots, answers, report.
+# then plots, answers, report. With --staged-swap, the 3.2 sweep once more on our staged swap worker.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat <<EOF
-Usage: hw2/run_all.sh [--out DIR] [--runs N] [--intervals "LIST"] [--no-fair] [--model PATH]
+Usage: hw2/run_all.sh [--out DIR] [--runs N] [--intervals "LIST"] [--no-fair] [--staged-swap] [--model PATH]
 
   1. DIR/results_3.1: one burst against vLLM's default FCFS (CFS_INTERVAL=0), log vllm_server.log
   2. DIR/results_3.2: hw2/sweep.sh over the CFS intervals, N bursts each, a server start each
   3. DIR/results_fair: N bursts against our FairScheduler (hw2/sweep.sh --scheduler fair; first
      token first, then first come first served: docs/policies.md), one more server start
+  +  with --staged-swap only: DIR/results_3.2_staged: step 2 again on our staged swap worker
+     (hw2/sweep.sh --swap staged: --worker-cls vllm_cfs.swap.StagedSwapWorker), one more
+     server start per interval
   4. hw2/analyze.py: the assignment's nine plots, DIR/answers.txt and DIR/report.pdf. Fair is
      the third line beside FCFS and CFS in the 3.2 plots and in the table of P99 TTFT, P99 TPOT,
      P99 ITL and output tokens/s; results_fair/policies.png draws those four figures for FCFS,
-     every CFS interval and Fair side by side. The MCQ answers use FCFS and CFS only.
+     every CFS interval and Fair side by side. With --staged-swap, a second table sets those
+     four figures and the throughput ratio to FCFS of vLLM's per-block swap and of the staged
+     swap worker side by side per interval, and results_3.2_staged/swap_paths.png draws them.
+     The MCQ answers use FCFS and CFS on the per-block swap only.
 
 Options:
   --out DIR           where results go (default: results; an earlier DIR is moved to DIR.prev)
@@ -24,6 +30,8 @@ Options:
                       gives medians)
   --intervals "LIST"  CFS intervals of the sweep (default: "0 5 10 20 40")
   --no-fair           skip step 3: the assignment's FCFS and CFS only
+  --staged-swap       also run the 3.2 sweep on the staged swap worker (off by default: it
+                      doubles the sweep's time, about 14 more minutes on the simulated GPU)
   --model PATH        model folder with weights, for real GPUs (see hw2/server.sh --help)
   -h, --help          this text
 Real GPUs when nvidia-smi works and a model folder is given; otherwise the simulated
@@ -35,6 +43,7 @@ out=results
 runs=3
 intervals="0 5 10 20 40"
 fair=yes
+staged=no
 model_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -42,6 +51,7 @@ while [[ $# -gt 0 ]]; do
         --runs) runs="${2:?--runs needs a value}"; shift 2 ;;
         --intervals) intervals="${2:?--intervals needs a value}"; shift 2 ;;
         --no-fair) fair=no; shift ;;
+        --staged-swap) staged=yes; shift ;;
         --model) model_args=(--model "${2:?--model needs a value}"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" 2 ;;
@@ -56,16 +66,19 @@ fi
 mkdir -p "$out"
 started=$SECONDS
 
-steps=4
-[[ $fair == yes ]] || steps=3
+steps=3
+[[ $fair == no ]] || steps=$((steps + 1))
+[[ $staged == no ]] || steps=$((steps + 1))
+step=0
+next_step() { step=$((step + 1)); say "step $step of $steps: $*"; }
 
-say "step 1 of $steps: task 3.1, vLLM's default FCFS, one burst"
+next_step "task 3.1, vLLM's default FCFS, one burst"
 "$HW2_DIR/sweep.sh" --intervals 0 --runs 1 --out "$out/results_3.1" --log vllm_server.log "${model_args[@]}" \
     && code=0 || code=$?
 [[ $code -eq 0 || $code -eq 3 ]] || exit "$code"
 sweep_failed=$code
 
-say "step 2 of $steps: task 3.2, intervals $intervals, $runs runs each"
+next_step "task 3.2, intervals $intervals, $runs runs each"
 "$HW2_DIR/sweep.sh" --intervals "$intervals" --runs "$runs" --out "$out/results_3.2" "${model_args[@]}" \
     && code=0 || code=$?
 [[ $code -eq 0 || $code -eq 3 ]] || exit "$code"
@@ -73,7 +86,7 @@ say "step 2 of $steps: task 3.2, intervals $intervals, $runs runs each"
 
 fair_args=(--no-fair)
 if [[ $fair == yes ]]; then
-    say "step 3 of $steps: our FairScheduler, $runs runs"
+    next_step "our FairScheduler, $runs runs"
     "$HW2_DIR/sweep.sh" --scheduler fair --runs "$runs" --out "$out/results_fair" "${model_args[@]}" \
         && code=0 || code=$?
     [[ $code -eq 0 || $code -eq 3 ]] || exit "$code"
@@ -81,8 +94,19 @@ if [[ $fair == yes ]]; then
     fair_args=(--fair "$out/results_fair")
 fi
 
-say "step $steps of $steps: plots, answers, report"
-"$PYTHON" "$HW2_DIR/analyze.py" "$out/results_3.1" "$out/results_3.2" "${fair_args[@]}" --out "$out"
+staged_args=(--no-staged)
+if [[ $staged == yes ]]; then
+    next_step "task 3.2 again on the staged swap worker, intervals $intervals, $runs runs each"
+    "$HW2_DIR/sweep.sh" --swap staged --intervals "$intervals" --runs "$runs" --out "$out/results_3.2_staged" \
+        "${model_args[@]}" && code=0 || code=$?
+    [[ $code -eq 0 || $code -eq 3 ]] || exit "$code"
+    [[ $code -eq 0 ]] || sweep_failed=$code
+    staged_args=(--staged "$out/results_3.2_staged")
+fi
+
+next_step "plots, answers, report"
+"$PYTHON" "$HW2_DIR/analyze.py" "$out/results_3.1" "$out/results_3.2" "${fair_args[@]}" "${staged_args[@]}" \
+    --out "$out"
 
 elapsed=$((SECONDS - started))
 say "done in $((elapsed / 60)) min $((elapsed % 60)) s"

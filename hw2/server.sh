@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Serve CodeLlama-34B with vLLM 0.9.0's V0 engine and our CFS scheduler (hw2, tasks 3.1 and 3.2),
-# or with our FairScheduler (the third line of the hw2 report).
+# or with our FairScheduler (the third line of the hw2 report); vLLM's per-block swap or our staged
+# swap worker (--swap staged).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat <<EOF
-Usage: hw2/server.sh [--port PORT] [--log FILE] [--scheduler cfs|fair] [--model PATH]
+Usage: hw2/server.sh [--port PORT] [--log FILE] [--scheduler cfs|fair] [--swap per-block|staged] [--model PATH]
 
 Starts vLLM's OpenAI-compatible server in the foreground: CodeLlama-34B, tensor parallel 2,
 --preemption-mode swap (16 GiB swap space per GPU), --scheduler-cls vllm_cfs.CFSScheduler
@@ -24,6 +25,11 @@ Options:
   --scheduler S  cfs: the assignment's CFS scheduler, CFS_INTERVAL applies (default);
                  fair: our FairScheduler (first token first, then first come first served;
                  docs/policies.md), which ignores CFS_INTERVAL
+  --swap P       per-block: vLLM's own swap, one copy per KV block and layer (default);
+                 staged: our staged swap worker (--worker-cls vllm_cfs.swap.StagedSwapWorker:
+                 one gather/scatter and one copy per run of blocks, through a staging buffer
+                 of VLLM_CFS_STAGING_BLOCKS KV blocks, default 32, taken from the GPU's KV
+                 cache; docs/swap.md). On the simulated GPU the simulator models that path.
   --model PATH   local CodeLlama-34B model folder with weights (real GPUs only)
   -h, --help     this text
 
@@ -36,11 +42,13 @@ EOF
 port=8000
 log=vllm_server.log
 scheduler=cfs
+swap=per-block
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --port) port="${2:?--port needs a value}"; shift 2 ;;
         --log) log="${2:?--log needs a value}"; shift 2 ;;
         --scheduler) scheduler="${2:?--scheduler needs a value}"; shift 2 ;;
+        --swap) swap="${2:?--swap needs a value}"; shift 2 ;;
         --model) MODEL="${2:?--model needs a value}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" 2 ;;
@@ -50,6 +58,10 @@ is_whole_number "$port" || die "--port must be a number, got '$port'" 2
 cfs_interval="${CFS_INTERVAL:-10}"
 is_whole_number "$cfs_interval" || die "CFS_INTERVAL must be a whole number >= 0 (0 = FCFS), got '$cfs_interval'" 2
 scheduler_cls="$(scheduler_class "$scheduler")" || die "--scheduler must be cfs or fair, got '$scheduler'" 2
+worker_cls="$(swap_worker_class "$swap")" || die "--swap must be per-block or staged, got '$swap'" 2
+# vLLM's own worker needs no flag: the per-block path is what plain `vllm serve` does.
+worker_args=()
+[[ -z "$worker_cls" ]] || worker_args=(--worker-cls "$worker_cls")
 patience="${FAIR_PATIENCE_TOKENS:-8}"
 is_whole_number "$patience" || die "FAIR_PATIENCE_TOKENS must be a whole number >= 0, got '$patience'" 2
 if [[ -n "${MODEL:-}" && ! -f "$MODEL/config.json" ]]; then
@@ -70,7 +82,8 @@ mkdir -p "$(dirname "$log")"
 
 say "GPU: $(gpu_description)"
 if [[ "$scheduler" == fair ]]; then policy="$scheduler_cls (FAIR_PATIENCE_TOKENS=$patience)"; else policy="CFS_INTERVAL=$cfs_interval"; fi
-say "serving $SERVED_MODEL_NAME$source_note on http://127.0.0.1:$port with $policy; log appended to $log"
+if [[ -n "$worker_cls" ]]; then swap_path="staged swap ($worker_cls)"; else swap_path="vLLM's per-block swap"; fi
+say "serving $SERVED_MODEL_NAME$source_note on http://127.0.0.1:$port with $policy, $swap_path; log appended to $log"
 
 export VLLM_USE_V1=0 CFS_INTERVAL="$cfs_interval" PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1
@@ -80,4 +93,5 @@ exec "$PYTHON" -m vllm.entrypoints.cli.main serve "$model" \
     --tensor-parallel-size 2 \
     --preemption-mode swap --swap-space 16 \
     --scheduler-cls "$scheduler_cls" \
+    "${worker_args[@]}" \
     >>"$log" 2>&1

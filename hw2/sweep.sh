@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The hw2 interval sweep: for each CFS interval its own server start, N bursts, then the server
 # stopped with nothing of it left running. With --scheduler fair: the same for our FairScheduler.
+# With --swap staged: every server on our staged swap worker instead of vLLM's per-block swap.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -20,6 +21,8 @@ Options:
   --intervals "LIST"   CFS intervals (default: "0 5 10 20 40"; 0 = vLLM's default FCFS)
   --scheduler S        cfs (default) or fair: vllm_cfs.FairScheduler, FAIR_PATIENCE_TOKENS
                        applies, --intervals does not
+  --swap P             per-block (default: vLLM's own swap) or staged: every server on our staged
+                       swap worker (hw2/server.sh --swap staged, vllm_cfs.swap.StagedSwapWorker)
   --runs N             bursts per interval (default: 3)
   --out DIR            results folder (default: results_3.2)
   --log NAME           server log name in DIR instead of server_p<interval>.log (one interval only)
@@ -37,6 +40,7 @@ EOF
 
 intervals=""
 scheduler=cfs
+swap=per-block
 runs=3
 out=results_3.2
 log_name=""
@@ -46,6 +50,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --intervals) intervals="${2:?--intervals needs a value}"; shift 2 ;;
         --scheduler) scheduler="${2:?--scheduler needs a value}"; shift 2 ;;
+        --swap) swap="${2:?--swap needs a value}"; shift 2 ;;
         --runs) runs="${2:?--runs needs a value}"; shift 2 ;;
         --out) out="${2:?--out needs a value}"; shift 2 ;;
         --log) log_name="${2:?--log needs a value}"; shift 2 ;;
@@ -59,6 +64,7 @@ while [[ $# -gt 0 ]]; do
 done
 client_args=("$@")
 scheduler_cls="$(scheduler_class "$scheduler")" || die "--scheduler must be cfs or fair, got '$scheduler'" 2
+worker_cls="$(swap_worker_class "$swap")" || die "--swap must be per-block or staged, got '$swap'" 2
 # A point of the sweep is one server start: "p<interval>" for CFS, "fair" for FairScheduler. Its
 # name prefixes the client files and names the server log.
 if [[ "$scheduler" == fair ]]; then
@@ -90,6 +96,7 @@ else
     policy_settings=(--setting "intervals=${interval_list[*]}"
                      --setting "cfs_min_granularity=${CFS_MIN_GRANULARITY:-the interval (default)}")
 fi
+default_worker="vLLM's default"  # what env.txt records when no --worker-cls is given
 "$PYTHON" -m vllm_cfs.experiment.environment --gpu "$(gpu_description)" \
     --setting "scheduler=$scheduler_cls" "${policy_settings[@]}" --setting "runs_per_interval=$runs" \
     --setting "num_prompts=$NUM_PROMPTS" --setting "request_rate=$REQUEST_RATE" --setting "seed=$SEED" \
@@ -97,6 +104,7 @@ fi
     --setting "random_output_len=$RANDOM_OUTPUT_LEN" --setting "client_args=${client_args[*]}" \
     --setting "model=$SERVED_MODEL_NAME ($model)" --setting "tensor_parallel_size=2" \
     --setting "preemption_mode=swap" --setting "swap_space_gib=16" \
+    --setting "swap=$swap" --setting "worker_cls=${worker_cls:-$default_worker}" \
     --setting "startup_timeout_s=$startup_timeout" >"$out/env.txt"
 
 server_pid=""
@@ -111,7 +119,7 @@ start_server() {  # interval (fair ignores it), log file
     fi
     # setsid: the server (API process and engine process) gets its own process group, so that
     # stopping it reaches every process it started.
-    CFS_INTERVAL="$1" setsid "$HW2_DIR/server.sh" --port "$port" --log "$2" --scheduler "$scheduler" \
+    CFS_INTERVAL="$1" setsid "$HW2_DIR/server.sh" --port "$port" --log "$2" --scheduler "$scheduler" --swap "$swap" \
         </dev/null >>"$2" 2>&1 &
     server_pid=$!
     server_pgid="$(ps -o pgid= -p "$server_pid" | tr -d ' ')"
@@ -171,15 +179,18 @@ trap 'say "interrupted"; exit 130' INT TERM
 failed_runs=0
 count=0
 if [[ "$scheduler" == fair ]]; then what="$scheduler_cls"; else what="intervals ${interval_list[*]}"; fi
-say "GPU: $(gpu_description); $what, $runs run(s) each, into $out"
+say "GPU: $(gpu_description); $what, $swap swap, $runs run(s) each, into $out"
+# Said in the marker lines and progress too when it is not vLLM's own path.
+swap_note=""
+[[ "$swap" == per-block ]] || swap_note=", $swap swap"
 for point in "${points[@]}"; do
     count=$((count + 1))
     if [[ "$point" == fair ]]; then
         interval=""
-        setting="$scheduler_cls, FAIR_PATIENCE_TOKENS=${FAIR_PATIENCE_TOKENS:-8}"
+        setting="$scheduler_cls, FAIR_PATIENCE_TOKENS=${FAIR_PATIENCE_TOKENS:-8}$swap_note"
     else
         interval="${point#p}"
-        setting="CFS_INTERVAL=$interval"
+        setting="CFS_INTERVAL=$interval$swap_note"
     fi
     log="$out/${log_name:-server_$point.log}"
     say "$setting ($count of ${#points[@]}): starting the server"

@@ -1,11 +1,13 @@
 """analyze.py on a short real sweep: nine PNGs that hold the measured data, answers that agree
 with the numbers they cite, and a report; with FairScheduler's run, Fair as the third line of the
-3.2 plots and the table, and a tenth PNG that sets the four figures side by side."""
+3.2 plots and the table, and a tenth PNG that sets the four figures side by side; with the sweep on
+the staged swap worker, the table of both swap paths per interval and an eleventh PNG that draws it."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -15,13 +17,14 @@ import numpy as np
 import pytest
 from hw2_scripts import HW2, REPO
 
-from vllm_cfs.analysis.answers import answer_all, interval_table
+from vllm_cfs.analysis.answers import answer_all, format_answers, interval_table
 from vllm_cfs.analysis.inputs import InputError
 from vllm_cfs.analysis.kv_memory import GIB, kv_footprint
 from vllm_cfs.analysis.plots import DPI, SIZE_IN
 from vllm_cfs.analysis.report import setup_lines
 from vllm_cfs.analysis.study import load_study
 from vllm_cfs.analysis.server_log import read_server_log
+from vllm_cfs.analysis.swap_paths import swap_paths_table
 from vllm_cfs.bench.results import RunResult, percentile
 
 TASK31_PLOTS = ("ttft", "tpot", "gpu_kv")
@@ -45,14 +48,18 @@ def _records_file(sweep, name):
     return (sweep.fair if name.startswith("fair") else sweep.task32) / f"{name}.json"
 
 
+def _results(folder, pattern):
+    return [RunResult.load(p) for p in sorted(folder.glob(pattern))]
+
+
 def _log_file(sweep, name):
     folder = sweep.fair if name.startswith("fair") else sweep.task32
     return folder / f"server_{name.split('_')[0]}.log"
 
 
-def test_nine_pngs_and_the_fair_comparison_with_data_drawn(sweep):
+def test_nine_pngs_and_the_fair_and_swap_comparisons_with_data_drawn(sweep):
     paths = [sweep.task31 / f"{n}.png" for n in TASK31_PLOTS] + [sweep.task32 / f"{n}.png" for n in TASK32_PLOTS]
-    paths.append(sweep.fair / "policies.png")
+    paths += [sweep.fair / "policies.png", sweep.staged / "swap_paths.png"]
     assert sorted(p.path for p in sweep.outputs.plots) == sorted(paths)
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -62,6 +69,8 @@ def test_nine_pngs_and_the_fair_comparison_with_data_drawn(sweep):
     for name in TASK32_PLOTS:  # FCFS, CFS and Fair side by side (pareto: one colour per point)
         image = mpimg.imread(sweep.task32 / f"{name}.png")
         assert _has_colour(image, MATPLOTLIB_COLOURS["C1"]) and _has_colour(image, MATPLOTLIB_COLOURS["C2"]), name
+    # Both swap paths' lines (per-block C0, staged C1).
+    assert _has_colour(mpimg.imread(sweep.staged / "swap_paths.png"), MATPLOTLIB_COLOURS["C1"])
     for plot in sweep.outputs.plots:
         assert plot.footnote.startswith("simulated GPU (a100-40gb x2)")
         assert plot.series and all(len(s.x) == len(s.y) > 0 for s in plot.series)
@@ -129,6 +138,69 @@ def test_policies_plot_sets_the_four_figures_side_by_side(sweep):
         assert panels["P99 ITL (ms)"][position] == pytest.approx(_median_itl([result]))
         assert panels["output (tokens/s)"][position] == pytest.approx(
             sum(r.output_tokens for r in result.records) / result.duration_s)
+
+
+def test_swap_paths_plot_draws_both_paths_per_interval(sweep):
+    plot = _plot(sweep, sweep.staged, "swap_paths")
+    assert plot.style == "line-panels" and plot.categories == ("FCFS", "CFS-10")
+    assert plot.footnote.startswith("simulated GPU (a100-40gb x2)")
+    lines = {(s.panel, s.label): s for s in plot.series}
+    panels = ["P99 TTFT (ms)", "P99 TPOT (ms)", "P99 ITL (ms)", "output (tokens/s)"]
+    assert list(lines) == [(panel, path) for panel in panels
+                           for path in ("vLLM's per-block swap", "staged swap worker")]
+    per_block = {0: _results(sweep.task32, "p0_r*.json"), 10: _results(sweep.task32, "p10_r*.json")}
+    staged = {10: _results(sweep.staged, "p10_r*.json")}  # the fixture ran the staged path at interval 10 only
+    for path, runs in (("vLLM's per-block swap", per_block), ("staged swap worker", staged)):
+        assert lines["P99 TTFT (ms)", path].x == tuple(float(i) for i in runs)
+        assert lines["P99 TTFT (ms)", path].y == pytest.approx(
+            [_median_p99(r, lambda q: q.ttft_s * 1000) for r in runs.values()])
+        assert lines["P99 TPOT (ms)", path].y == pytest.approx(
+            [_median_p99(r, lambda q: q.tpot_s * 1000) for r in runs.values()])
+        assert lines["P99 ITL (ms)", path].y == pytest.approx([_median_itl(r) for r in runs.values()])
+        assert lines["output (tokens/s)", path].y == pytest.approx(
+            [statistics.median(sum(q.output_tokens for q in x.records) / x.duration_s for x in r)
+             for r in runs.values()])
+
+
+SWAP_ROW = re.compile(r"^\s+(FCFS|CFS-\d+)\s+(per-block|staged)\s+(\d+|-)\s+([\d.]+|n/a)\s+([\d.]+|n/a)\s+"
+                      r"([\d.]+|n/a)\s+([\d.]+|n/a)\s+([\d.]+x|n/a)$", re.M)
+
+
+def test_swap_table_sets_both_paths_side_by_side_from_the_results(sweep):
+    text = sweep.outputs.answers_path.read_text()
+    start = text.index("vLLM's per-block swap vs the staged swap worker (vllm_cfs.swap.StagedSwapWorker) per CFS "
+                       "interval, simulated GPU (a100-40gb x2)")
+    table = text[start:]
+    assert "the GPU is SIMULATED" in table
+    per_block_log = read_server_log(sweep.task32 / "server_p10.log")
+    staged_log = read_server_log(sweep.staged / "server_p10.log")
+    assert (f"GPU KV blocks per GPU: {per_block_log.blocks.gpu_blocks} with the per-block swap, "
+            f"{staged_log.blocks.gpu_blocks} with the staged worker (a 32-block staging buffer taken from the KV "
+            "cache)") in table
+    rows = SWAP_ROW.findall(table)
+    assert [(name, path) for name, path, *_ in rows] == \
+        [("FCFS", "per-block"), ("FCFS", "staged"), ("CFS-10", "per-block"), ("CFS-10", "staged")], table
+    # The staged sweep did not run interval 0: its row says so rather than borrow a figure.
+    assert rows[1][2:] == ("-", "n/a", "n/a", "n/a", "n/a", "n/a")
+    fcfs_throughput = statistics.median(r.summary.output_throughput for r in _results(sweep.task32, "p0_r*.json"))
+    for row, (folder, pattern) in zip([rows[0], rows[2], rows[3]], [(sweep.task32, "p0_r*.json"),
+                                                                     (sweep.task32, "p10_r*.json"),
+                                                                     (sweep.staged, "p10_r*.json")]):
+        _, _, runs, ttft, tpot, itl, throughput, ratio = row
+        results = _results(folder, pattern)
+        assert int(runs) == len(results)
+        assert float(ttft) == pytest.approx(_median_p99(results, lambda r: r.ttft_s * 1000), abs=0.05)
+        assert float(tpot) == pytest.approx(_median_p99(results, lambda r: r.tpot_s * 1000), abs=0.05)
+        assert float(itl) == pytest.approx(_median_itl(results), abs=0.05)
+        output = statistics.median(r.summary.output_throughput for r in results)
+        assert float(throughput) == pytest.approx(output, abs=0.05)
+        assert float(ratio.rstrip("x")) == pytest.approx(output / fcfs_throughput, abs=0.005)
+    assert rows[0][-1] == "1.00x"
+    # The report's setup page carries the same table and the staged sweep's settings.
+    study = sweep.outputs.study
+    lines = setup_lines(study)
+    assert all(line in lines for line in swap_paths_table(study.swap_paths, study.gpu, study.simulated))
+    assert "  worker_cls: vllm_cfs.swap.StagedSwapWorker" in lines and "  swap: staged" in lines
 
 
 def _answer(text: str, section: str, number: int) -> str:
@@ -206,11 +278,19 @@ def test_comparison_table_gives_fcfs_cfs_and_fair_medians_of_the_runs(sweep):
     assert "  scheduler: vllm_cfs.FairScheduler" in lines
 
 
-def test_answers_are_the_assignments_with_or_without_fair(sweep):
-    # Fair joins the table and the plots; every MCQ still rests on FCFS and CFS alone.
+def test_answers_are_the_assignments_with_or_without_fair_and_staged(sweep):
+    # Fair joins the table and the plots, the staged swap its own table; every MCQ still rests on
+    # FCFS and CFS on the per-block swap alone.
     without = load_study(sweep.task31, sweep.task32)
     assert without.fair is None and without.table_rows == list(without.rows.values())
+    assert without.swap_paths is None
     assert answer_all(without) == sweep.outputs.answers
+    assert answer_all(load_study(sweep.task31, sweep.task32, staged_dir=sweep.staged)) == sweep.outputs.answers
+    # answers.txt words them exactly as without the staged sweep (its table comes after them).
+    def sections(text):
+        return [chunk for chunk in text.split("\n\n") if chunk.startswith("Section ")]
+    plain = sections(format_answers(without, sweep.outputs.answers))
+    assert len(plain) == 6 and sections(sweep.outputs.answers_path.read_text()) == plain
 
 
 def test_answers_follow_from_this_runs_evidence(sweep):
@@ -257,10 +337,18 @@ def test_analyze_cli_writes_everything(sweep, tmp_path):
                               "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr
     written = process.stdout.split()
-    assert len(written) == 12
-    assert str(sweep.fair / "policies.png") in written
+    # Nor --staged: results_3.2_staged beside results_3.2 likewise.
+    assert len(written) == 13
+    assert str(sweep.fair / "policies.png") in written and str(sweep.staged / "swap_paths.png") in written
     assert written[-2:] == [str(tmp_path / "answers.txt"), str(tmp_path / "report.pdf")]
-    assert "wrote 10 plots" in process.stderr and "FairScheduler's 1 run and" in process.stderr
+    assert "wrote 11 plots" in process.stderr and "FairScheduler's 1 run, 1 staged swap run over intervals [10]" \
+        in process.stderr
+    assert "vLLM's per-block swap vs the staged swap worker" in (tmp_path / "answers.txt").read_text()
+    process = subprocess.run([sys.executable, str(HW2 / "analyze.py"), str(sweep.task31), str(sweep.task32),
+                              "--no-staged", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                             timeout=300)
+    assert process.returncode == 0 and len(process.stdout.split()) == 12, process.stderr
+    assert "staged swap worker" not in (tmp_path / "answers.txt").read_text()
 
 
 def test_analyze_cli_says_what_is_missing_in_one_line(sweep, tmp_path):
@@ -268,7 +356,10 @@ def test_analyze_cli_says_what_is_missing_in_one_line(sweep, tmp_path):
     for args, message in (([str(tmp_path / "nowhere"), str(tmp_path)], "is not a folder"),
                           ([str(tmp_path / "empty"), str(tmp_path)], "holds no client results"),
                           ([str(sweep.task31), str(sweep.task32), "--fair", str(sweep.task32)],
-                           "holds no FairScheduler results")):
+                           "holds no FairScheduler results"),
+                          # the per-block sweep again is no staged one: its logs show no staging buffer
+                          ([str(sweep.task31), str(sweep.task32), "--staged", str(sweep.task32)],
+                           "server_p0.log shows no staging buffer")):
         process = subprocess.run([sys.executable, str(HW2 / "analyze.py"), *args], capture_output=True, text=True,
                                  timeout=120)
         assert process.returncode == 2
@@ -282,3 +373,12 @@ def test_fair_runs_of_another_burst_are_refused(sweep, tmp_path):
     other.save(tmp_path / "fair_r1.json")
     with pytest.raises(InputError, match=r"FairScheduler's run 1 is not the sweep's burst \(seed 4 vs 3\)"):
         load_study(sweep.task31, sweep.task32, fair_dir=tmp_path)
+
+
+def test_staged_runs_of_another_burst_are_refused(sweep, tmp_path):
+    other = RunResult.load(sweep.staged / "p10_r1.json")
+    other.setup["seed"] = int(other.setup["seed"]) + 1
+    other.save(tmp_path / "p10_r1.json")
+    shutil.copy(sweep.staged / "server_p10.log", tmp_path / "server_p10.log")
+    with pytest.raises(InputError, match=r"the staged swap's interval 10, run 1 is not the sweep's burst \(seed 4 vs 3\)"):
+        load_study(sweep.task31, sweep.task32, staged_dir=tmp_path)

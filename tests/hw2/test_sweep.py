@@ -10,6 +10,9 @@ from hw2_scripts import BURST_ENV, HW2, group_is_gone, run_script, server_groups
 from vllm_cfs.analysis.server_log import MARKER, read_server_log
 from vllm_cfs.bench.results import RunResult
 from vllm_cfs.experiment.environment import read_env
+from vllm_cfs.swap import WORKER_CLS
+
+STAGED_LINE = f"Simulated staged swap ({WORKER_CLS}): a 32-block staging buffer"
 
 
 def test_a_sweep_writes_every_file_and_leaves_no_server(sweep):
@@ -48,6 +51,32 @@ def test_a_fair_sweep_serves_fair_scheduler_into_its_own_folder(sweep):
     assert len(groups) == 1 and group_is_gone(groups[0])
 
 
+def test_a_staged_sweep_serves_the_staged_swap_worker(sweep):
+    files = sorted(p.name for p in sweep.staged.iterdir() if not p.name.endswith(".png"))
+    assert files == ["env.txt", "model_config.json", "p10_r1.json", "p10_r1.txt", "server_p10.log"]
+    result = RunResult.load(sweep.staged / "p10_r1.json")
+    assert result.summary.completed == int(BURST_ENV["NUM_PROMPTS"]) and result.summary.failed == 0
+    assert result.setup["gpu"] == "simulated GPU (a100-40gb x2)"
+    staged_text = (sweep.staged / "server_p10.log").read_text()
+    per_block_text = (sweep.task32 / "server_p10.log").read_text()
+    # server.sh says which path it serves; the simulator, which worker class vLLM handed it.
+    assert f"with CFS_INTERVAL=10, staged swap ({WORKER_CLS}); log appended to" in staged_text
+    assert "with CFS_INTERVAL=10, vLLM's per-block swap; log appended to" in per_block_text
+    assert re.search(rf"^INFO .*\] {re.escape(STAGED_LINE)}$", staged_text, re.M)
+    assert "staging buffer" not in per_block_text
+    assert "CFS_INTERVAL=10, staged swap, 20" in staged_text  # the marker names the path
+    # The buffer's blocks come out of the KV cache: vLLM gets exactly 32 GPU blocks fewer, the
+    # same swap space.
+    staged, per_block = read_server_log(sweep.staged / "server_p10.log"), read_server_log(sweep.task32 / "server_p10.log")
+    assert (staged.staging_blocks, per_block.staging_blocks) == (32, None)
+    assert staged.blocks.gpu_blocks == per_block.blocks.gpu_blocks - 32
+    assert staged.blocks.cpu_blocks == per_block.blocks.cpu_blocks
+    # CFS at interval 10 swapped on the staged path too (its counters, not a sampled stats line).
+    assert staged.for_run(1).cfs[-1].get("blocks_swapped_out") > 0
+    groups = server_groups(sweep.staged_process.stderr)
+    assert len(groups) == 1 and group_is_gone(groups[0])
+
+
 def test_env_txt_records_versions_gpu_and_settings(sweep):
     env = read_env(sweep.task32 / "env.txt")
     assert env["gpu"] == "simulated GPU (a100-40gb x2)"
@@ -64,6 +93,10 @@ def test_env_txt_records_versions_gpu_and_settings(sweep):
     assert "intervals" not in fair and "cfs_min_granularity" not in fair
     assert {k: fair[k] for k in ("gpu", "num_prompts", "seed", "client_args", "runs_per_interval")} == \
         {k: env[k] for k in ("gpu", "num_prompts", "seed", "client_args", "runs_per_interval")}
+    assert (env["swap"], env["worker_cls"]) == ("per-block", "vLLM's default")
+    staged = read_env(sweep.staged / "env.txt")
+    assert (staged["swap"], staged["worker_cls"], staged["intervals"]) == ("staged", WORKER_CLS, "10")
+    assert staged["scheduler"] == "vllm_cfs.CFSScheduler"
 
 
 def test_a_server_that_dies_during_start_stops_the_sweep(tmp_path):
@@ -101,6 +134,7 @@ def test_a_server_that_is_not_healthy_in_time_is_stopped(tmp_path):
     (["--colour"], "unknown argument '--colour'"),
     (["--scheduler", "lottery"], "--scheduler must be cfs or fair, got 'lottery'"),
     (["--scheduler", "fair", "--intervals", "0"], "--intervals applies to --scheduler cfs only"),
+    (["--swap", "bogus"], "--swap must be per-block or staged, got 'bogus'"),
 ])
 def test_sweep_refuses_bad_arguments_in_one_line(args, message, tmp_path):
     process = run_script(str(HW2 / "sweep.sh"), "--out", str(tmp_path / "r"), *args)
@@ -119,6 +153,7 @@ def test_server_refuses_a_bad_cfs_interval_before_starting_vllm():
 @pytest.mark.parametrize("args, env, message", [
     (["--scheduler", "lottery"], {}, "--scheduler must be cfs or fair, got 'lottery'"),
     (["--scheduler", "fair"], {"FAIR_PATIENCE_TOKENS": "soon"}, "FAIR_PATIENCE_TOKENS must be a whole number >= 0, got 'soon'"),
+    (["--swap", "bogus"], {}, "--swap must be per-block or staged, got 'bogus'"),
 ])
 def test_server_refuses_a_bad_scheduler_setting_before_starting_vllm(args, env, message, tmp_path):
     process = run_script(str(HW2 / "server.sh"), *args, "--log", str(tmp_path / "log"), env=env)
@@ -132,10 +167,18 @@ def test_every_script_has_help(script):
     process = run_script(str(HW2 / script), "--help")
     assert process.returncode == 0
     assert process.stdout.startswith(f"Usage: hw2/{script}")
-    if script != "client.sh":  # the others can serve FairScheduler, and say how
+    if script != "client.sh":  # the others can serve FairScheduler and the staged swap, and say how
         assert "FairScheduler" in process.stdout
+        assert "staged" in process.stdout and "StagedSwapWorker" in process.stdout
 
 
 def test_run_all_help_documents_the_fair_line():
     text = run_script(str(HW2 / "run_all.sh"), "--help").stdout
     assert "--no-fair" in text and "DIR/results_fair" in text and "hw2/sweep.sh --scheduler fair" in text
+
+
+def test_run_all_help_documents_the_staged_swap_opt_in():
+    text = run_script(str(HW2 / "run_all.sh"), "--help").stdout
+    assert "--staged-swap" in text and "DIR/results_3.2_staged" in text and "hw2/sweep.sh --swap staged" in text
+    assert "doubles the sweep's time" in text
+    assert "--swap per-block|staged" in run_script(str(HW2 / "server.sh"), "--help").stdout
