@@ -31,7 +31,7 @@ Options:
   --intervals "LIST"  CFS intervals of the sweep (default: "0 5 10 20 40")
   --no-fair           skip step 3: the assignment's FCFS and CFS only
   --staged-swap       also run the 3.2 sweep on the staged swap worker (off by default: it
-                      doubles the sweep's time, about 14 more minutes on the simulated GPU)
+                      doubles the sweep's time, about 15 more minutes on the simulated GPU)
   --model PATH        model folder with weights, for real GPUs (see hw2/server.sh --help)
   -h, --help          this text
 Real GPUs when nvidia-smi works and a model folder is given; otherwise the simulated
