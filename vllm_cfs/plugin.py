@@ -1,4 +1,4 @@
-"""vLLM general plugin: refuse a bad CFS setting in one line, before any engine process starts.
+"""vLLM general plugin: refuse a bad CFS, Fair or staged swap setting in one line, before any engine process starts.
 
 vLLM runs general plugins while it builds its engine arguments, in the API server's process.
 Raised there, SystemExit ends ``vllm serve`` with our message alone; raised later by the
@@ -13,6 +13,7 @@ from vllm_cfs.settings import (
     read_cfs_interval,
     read_min_granularity,
     read_patience_tokens,
+    staged_swap_blocks,
 )
 
 
@@ -22,5 +23,6 @@ def check_cfs_settings() -> None:
     try:
         read_min_granularity(read_cfs_interval())
         read_patience_tokens()
+        staged_swap_blocks()
     except CFSConfigError as exc:
         raise SystemExit(f"error: {exc}") from None

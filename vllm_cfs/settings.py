@@ -10,7 +10,8 @@ DEFAULT_CFS_INTERVAL = 10
 MIN_GRANULARITY_ENV = "CFS_MIN_GRANULARITY"
 PATIENCE_ENV = "FAIR_PATIENCE_TOKENS"
 DEFAULT_PATIENCE_TOKENS = 8
-CFS_ENV_NAMES = (CFS_INTERVAL_ENV, MIN_GRANULARITY_ENV, PATIENCE_ENV)
+STAGING_BLOCKS_ENV = "VLLM_CFS_STAGING_BLOCKS"
+CFS_ENV_NAMES = (CFS_INTERVAL_ENV, MIN_GRANULARITY_ENV, PATIENCE_ENV, STAGING_BLOCKS_ENV)
 
 
 class CFSConfigError(ValueError):
@@ -45,7 +46,6 @@ def read_patience_tokens(environ: Mapping[str, str] = os.environ) -> int:
                        "decode steps a new arrival waits for a finishing request's room before evicting one")
 
 
-STAGING_BLOCKS_ENV = "VLLM_CFS_STAGING_BLOCKS"
 # 32 blocks of CodeLlama-34B at TP 2 are 48 MiB: copies that large already run at the host link's
 # speed, while the buffer costs only 3% of an A100-40GB's KV blocks at that size.
 DEFAULT_STAGING_BLOCKS = 32

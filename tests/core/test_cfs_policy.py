@@ -1,6 +1,7 @@
 """The CFS step's behaviour on real vLLM scheduler and block-manager objects."""
 
 import random
+import re
 
 import pytest
 from vllm.sequence import SequenceStatus
@@ -255,3 +256,11 @@ def test_settings_plugin_refuses_bad_values_before_the_engine(monkeypatch):
     monkeypatch.setenv("CFS_MIN_GRANULARITY", "-2")
     with pytest.raises(SystemExit, match=r"^error: CFS_MIN_GRANULARITY='-2' is invalid"):
         check_cfs_settings()
+    monkeypatch.delenv("CFS_MIN_GRANULARITY")
+    for bad, says in (("0", "VLLM_CFS_STAGING_BLOCKS=0 is invalid: the staged swap needs at least one block"),
+                      ("many", "VLLM_CFS_STAGING_BLOCKS='many' is invalid")):
+        monkeypatch.setenv("VLLM_CFS_STAGING_BLOCKS", bad)
+        with pytest.raises(SystemExit, match=rf"^error: {re.escape(says)}"):
+            check_cfs_settings()
+    monkeypatch.setenv("VLLM_CFS_STAGING_BLOCKS", "64")
+    check_cfs_settings()

@@ -34,13 +34,19 @@ def test_a_sweep_writes_every_file_and_leaves_no_server(sweep):
     assert all(group_is_gone(g) for g in groups)
 
 
-def test_a_fair_sweep_serves_fair_scheduler_into_its_own_folder(sweep):
-    files = sorted(p.name for p in sweep.fair.iterdir() if not p.name.endswith(".png"))
-    assert files == ["env.txt", "fair_r1.json", "fair_r1.txt", "model_config.json", "server_fair.log"]
-    result = RunResult.load(sweep.fair / "fair_r1.json")
+def one_complete_burst(folder, run, server_log) -> RunResult:
+    """The folder holds one burst's results, its server log and the setup files; every request completed."""
+    files = sorted(p.name for p in folder.iterdir() if not p.name.endswith(".png"))
+    assert files == sorted(["env.txt", "model_config.json", f"{run}.json", f"{run}.txt", server_log])
+    result = RunResult.load(folder / f"{run}.json")
     assert result.summary.completed == int(BURST_ENV["NUM_PROMPTS"]) and result.summary.failed == 0
-    assert result.setup["label"] == "fair_r1"
     assert result.setup["gpu"] == "simulated GPU (a100-40gb x2)"
+    return result
+
+
+def test_a_fair_sweep_serves_fair_scheduler_into_its_own_folder(sweep):
+    result = one_complete_burst(sweep.fair, "fair_r1", "server_fair.log")
+    assert result.setup["label"] == "fair_r1"
     log_text = (sweep.fair / "server_fair.log").read_text()
     assert log_text.count(MARKER) == 1
     # The scheduler that served says who it is at start: FairScheduler, not CFS at some interval.
@@ -52,11 +58,7 @@ def test_a_fair_sweep_serves_fair_scheduler_into_its_own_folder(sweep):
 
 
 def test_a_staged_sweep_serves_the_staged_swap_worker(sweep):
-    files = sorted(p.name for p in sweep.staged.iterdir() if not p.name.endswith(".png"))
-    assert files == ["env.txt", "model_config.json", "p10_r1.json", "p10_r1.txt", "server_p10.log"]
-    result = RunResult.load(sweep.staged / "p10_r1.json")
-    assert result.summary.completed == int(BURST_ENV["NUM_PROMPTS"]) and result.summary.failed == 0
-    assert result.setup["gpu"] == "simulated GPU (a100-40gb x2)"
+    one_complete_burst(sweep.staged, "p10_r1", "server_p10.log")
     staged_text = (sweep.staged / "server_p10.log").read_text()
     per_block_text = (sweep.task32 / "server_p10.log").read_text()
     # server.sh says which path it serves; the simulator, which worker class vLLM handed it.
