@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from vllm_cfs.settings import DEFAULT_STAGING_BLOCKS
 from vllm_cfs.swap.copy_engine import KVLayout, StagedCopier, device_cache, host_cache
 
 BLOCK_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -140,7 +141,7 @@ class SwapBench:
                     raise RuntimeError(f"{path}: swap-in copied the wrong bytes")
 
 
-def measure(per_block_copier, shape: Shape = Shape(), counts=BLOCK_COUNTS, staging_blocks: int = 128,
+def measure(per_block_copier, shape: Shape = Shape(), counts=BLOCK_COUNTS, staging_blocks: int = DEFAULT_STAGING_BLOCKS,
             reps: int = 20, warmup: int = 3, seed: int = 0, progress=print) -> dict:
     """Every path, direction and block count; plus the pinned link bandwidth for scale."""
     top = max(counts)
