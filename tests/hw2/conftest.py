@@ -2,7 +2,7 @@
 GPU, one burst each, the same burst against our FairScheduler (hw2/sweep.sh --scheduler fair, as
 hw2/run_all.sh runs it) and at interval 10 on the staged swap worker (hw2/sweep.sh --swap staged,
 as run_all.sh --staged-swap runs it, for one interval: each server start costs a minute or more
-here), then the analysis of all of them."""
+here), then the analysis of all of them. The three sweeps run side by side."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hw2_scripts import BURST_ARGS, BURST_ENV, HW2, run_script
+from hw2_scripts import BURST_ARGS, BURST_ENV, HW2, distinct_free_ports, run_scripts_together
 
 from vllm_cfs.analysis.pipeline import Outputs, analyze
 
@@ -33,19 +33,20 @@ class Sweep:
 @pytest.fixture(scope="session")
 def sweep(tmp_path_factory) -> Sweep:
     root = tmp_path_factory.mktemp("hw2")
-    task32 = root / "results_3.2"
-    process = run_script(str(HW2 / "sweep.sh"), "--intervals", "0 10", "--runs", "1", "--out", str(task32),
-                         "--", *BURST_ARGS, env=BURST_ENV)
-    assert process.returncode == 0, process.stderr[-3000:]
-    fair = root / "results_fair"
-    fair_process = run_script(str(HW2 / "sweep.sh"), "--scheduler", "fair", "--runs", "1", "--out", str(fair),
-                              "--", *BURST_ARGS, env=BURST_ENV)
-    assert fair_process.returncode == 0, fair_process.stderr[-3000:]
-    # Interval 10, where CFS swaps: the staged path's cheaper copies have something to change.
-    staged = root / "results_3.2_staged"
-    staged_process = run_script(str(HW2 / "sweep.sh"), "--swap", "staged", "--intervals", "10", "--runs", "1",
-                                "--out", str(staged), "--", *BURST_ARGS, env=BURST_ENV)
-    assert staged_process.returncode == 0, staged_process.stderr[-3000:]
+    task32, fair, staged = root / "results_3.2", root / "results_fair", root / "results_3.2_staged"
+    ports = [str(p) for p in distinct_free_ports(3)]
+    # The three sweeps are independent (the staged one at interval 10, where CFS swaps: the staged
+    # path's cheaper copies have something to change); they run side by side.
+    process, fair_process, staged_process = run_scripts_together(
+        [str(HW2 / "sweep.sh"), "--intervals", "0 10", "--runs", "1", "--port", ports[0], "--out", str(task32),
+         "--", *BURST_ARGS],
+        [str(HW2 / "sweep.sh"), "--scheduler", "fair", "--runs", "1", "--port", ports[1], "--out", str(fair),
+         "--", *BURST_ARGS],
+        [str(HW2 / "sweep.sh"), "--swap", "staged", "--intervals", "10", "--runs", "1", "--port", ports[2],
+         "--out", str(staged), "--", *BURST_ARGS],
+        env=BURST_ENV)
+    for done in (process, fair_process, staged_process):
+        assert done.returncode == 0, done.stderr[-3000:]
     # Task 3.1 is the same FCFS burst: reuse the sweep's interval-0 run under 3.1's file names.
     task31 = root / "results_3.1"
     task31.mkdir()

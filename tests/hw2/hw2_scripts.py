@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,32 @@ BURST_ARGS = ["--dataset-name", "random", "--random-input-len", "1500", "--rando
 def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", *args], cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def run_scripts_together(*commands: list[str], env: dict[str, str] | None = None,
+                         timeout: float = 1200) -> list[subprocess.CompletedProcess]:
+    """run_script for several scripts at once (each a list of arguments); results in their order.
+    Their servers mostly wait on modelled GPU time, so overlapping them saves wall time."""
+    running = [(args, subprocess.Popen(["bash", *args], cwd=REPO, env={**os.environ, **(env or {})},
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+               for args in commands]
+    done = []
+    for args, process in running:
+        stdout, stderr = process.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(["bash", *args], process.returncode, stdout, stderr))
+    return done
+
+
+def distinct_free_ports(n: int) -> list[int]:
+    """n ports free now and different from each other (all held open while they are picked)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def server_groups(stderr: str) -> list[int]:
