@@ -8,7 +8,9 @@ waits behind a full GPU for its first token, and nothing else:
 
 * A request that has no token yet outranks every request that has one
   (``vllm_cfs.policy.first_token_key``); it takes the room of the running request that arrived
-  last, which is swapped out (usually the previous newcomer, right after its first token).
+  last, which is swapped out (usually the previous newcomer, right after its first token), unless
+  that request has the most work left: then its stall would delay the last finish and cost
+  throughput, so the latest arrival with less to go yields instead (``eviction_key``).
 * Requests that have their first token run in arrival order, to completion. A swapped request
   never evicts a running one; it comes back, earliest arrival first, when room frees up. Each
   swapped stream stalls once, not at every CFS step, and nothing thrashes.
@@ -19,12 +21,13 @@ abort-while-swapped guard); only the ranking, who yields, and when to act differ
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 from vllm.core.scheduler import SchedulerOutputs
 from vllm.sequence import SequenceGroup
 
-from vllm_cfs.policy import first_token_key, remaining_tokens, room_frees_within, yields_to_new_arrivals_only
+from vllm_cfs.policy import eviction_key, first_token_key, remaining_tokens, room_frees_within, yields_to_new_arrivals_only
 from vllm_cfs.scheduler import CFSScheduler
 from vllm_cfs.settings import read_patience_tokens
 
@@ -38,6 +41,11 @@ class FairScheduler(CFSScheduler):
         # Read before the parent logs describe(): a newcomer waits this many decode steps for a
         # finishing request's room before it evicts one (FAIR_PATIENCE_TOKENS).
         self.patience_tokens = read_patience_tokens()
+        self._longest_remaining = 0
+        # Request id -> the step a newcomer first held back at the head of the queue: patience is
+        # a budget per newcomer, not per finishing request (one that was to finish may be
+        # preempted instead, and the wait would start over).
+        self._held_back_since: dict[str, int] = {}
         super().__init__(*args, **kwargs)
 
     @property
@@ -53,17 +61,28 @@ class FairScheduler(CFSScheduler):
         """Overridden: act whenever a request waits to be admitted, else upstream's step."""
         # Upstream's steps admit from the head of the waiting queue, preempt the tail of the
         # running queue when decodes need blocks, and swap in from the head of the swapped queue:
-        # in rank order, newcomers first, the latest arrival out and the earliest back in.
+        # in rank order, newcomers first, the victim out and the earliest arrival back in.
+        self._longest_remaining = max(map(remaining_tokens, itertools.chain(self.waiting, self.running, self.swapped)),
+                                      default=0)
         self.waiting = deque(sorted(self.waiting, key=self.rank_key))
-        self.running = deque(sorted(self.running, key=self.rank_key))
+        self.running = deque(sorted(self.running, key=self._eviction_key))
         self.swapped = deque(sorted(self.swapped, key=self.rank_key))
         if not self.waiting:
             return super(CFSScheduler, self)._schedule()
         self._steps += 1
-        if self._room_frees_soon(self.waiting[0]):
+        if self._keeps_patience(self.waiting[0]):
             return self._schedule_fair(preempt=False)
         self.cfs_stats.cfs_steps += 1
         return self._schedule_fair(preempt=True)
+
+    def _keeps_patience(self, newcomer: SequenceGroup) -> bool:
+        waiting = {g.request_id for g in self.waiting}
+        self._held_back_since = {rid: step for rid, step in self._held_back_since.items() if rid in waiting}
+        since = self._held_back_since.get(newcomer.request_id, self._steps)
+        if self._steps - since >= self.patience_tokens or not self._room_frees_soon(newcomer):
+            return False
+        self._held_back_since[newcomer.request_id] = since
+        return True
 
     def _room_frees_soon(self, newcomer: SequenceGroup) -> bool:
         running = [(remaining_tokens(g), self._gpu_blocks_held(g), g.get_max_num_running_seqs())
@@ -73,6 +92,10 @@ class FairScheduler(CFSScheduler):
         free = (self.block_manager.get_num_free_gpu_blocks(),
                 self.scheduler_config.max_num_seqs - sum(seqs for _, _, seqs in running))
         return room_frees_within(self.patience_tokens, needed, free, running)
+
+    def _eviction_key(self, seq_group: SequenceGroup):
+        """Overridden: the latest arrival yields, unless it is the one whose stall ends the workload later."""
+        return eviction_key(seq_group, self._longest_remaining)
 
     def _should_yield(self, running: SequenceGroup, contender: SequenceGroup, contender_key) -> bool:
         """Overridden: only a request waiting for admission takes a running request's room."""

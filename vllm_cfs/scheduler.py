@@ -220,11 +220,11 @@ class CFSScheduler(Scheduler):
         Contenders (waiting and swapped requests) are visited smallest vruntime first. Each one
         claims free GPU blocks and a sequence slot (a waiting one also this step's prefill token
         budget, so that no request is evicted for a prefill that could not run now); when they do
-        not suffice, running requests whose key is strictly larger than the contender's are
-        chosen as victims, largest first. A contender that cannot fit even then ends the search,
+        not suffice, running requests that yield to it (``_should_yield``) are chosen as victims,
+        largest ``_eviction_key`` first. A contender that cannot fit even then ends the search,
         and the victims tentatively chosen for it keep running.
         """
-        by_key = sorted(self.running, key=self.rank_key)
+        by_key = sorted(self.running, key=self._eviction_key)
         free_blocks = self.block_manager.get_num_free_gpu_blocks()
         watermark = self.block_manager.watermark_blocks
         usable_blocks = self.block_manager.num_total_gpu_blocks - watermark
@@ -278,6 +278,10 @@ class CFSScheduler(Scheduler):
         self.waiting = deque(sorted(self.waiting, key=self.rank_key))
 
     # ------------------------------------------------------------------ helpers
+
+    def _eviction_key(self, seq_group: SequenceGroup):
+        """The order victims are taken in, the last first: the rank, unless a policy says otherwise."""
+        return self.rank_key(seq_group)
 
     def _should_yield(self, running: SequenceGroup, contender: SequenceGroup, contender_key) -> bool:
         """A running request yields to a contender that ranks before it by a whole time slice."""

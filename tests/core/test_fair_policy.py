@@ -42,6 +42,20 @@ def test_a_newcomer_gets_its_first_token_at_once_and_the_latest_arrival_yields(f
     assert driver.scheduler.block_manager.get_num_free_gpu_blocks() == POOLS.num_gpu_blocks
 
 
+def test_the_request_with_the_most_work_left_is_not_the_victim(fair):
+    # run3 arrived last but has 300 tokens more to go than anyone: stalling it would end the whole
+    # trace later, so the latest arrival among the others (run2) yields to the newcomer.
+    runners = [TraceRequest(f"run{i}", i, PROMPT, max_tokens=400 if i == 3 else 100) for i in range(4)]
+    newcomer = TraceRequest("new", 8, PROMPT, max_tokens=100)
+    driver = TraceDriver(fair(), runners + [newcomer])
+    step_until(driver, lambda: driver.step > newcomer.arrival_step)
+
+    assert driver.outcomes["new"].ttft_steps == 0
+    assert [g.request_id for g in driver.scheduler.swapped] == ["run2"]
+    outcomes = driver.run()
+    assert [outcomes[r.request_id].output_tokens for r in runners] == [100, 100, 100, 400]
+
+
 def test_swapped_requests_come_back_in_arrival_order_and_never_evict(fair):
     # Eight requests arrive one a step while four fit: each newcomer evicts the latest arrival,
     # so requests with their first token wait swapped, and come back first come first served.

@@ -1,8 +1,10 @@
 """Minimal traces of scheduler bugs that the property tests found, kept as plain tests."""
 
+from scheduler_invariants import SchedulerChecker
 from vllm.utils import Device
 
 from vllm_cfs.lab.trace import Pools, TraceDriver, TraceRequest, make_scheduler
+from vllm_cfs.fair import FairScheduler
 from vllm_cfs.scheduler import CFSScheduler
 
 
@@ -78,3 +80,32 @@ def test_abort_while_swapped_then_swap_out_again(monkeypatch):
     # Every block object is back in the pool it came from, each id once.
     assert sorted(gpu_pool._free_ids) == list(range(gpu_objects))
     assert sorted(cpu_pool._free_ids) == list(range(cpu_objects))
+
+
+def test_fair_patience_is_a_budget_per_newcomer(monkeypatch):
+    """Found by the property tests (random exploration, 2026-11-30); the drawn trace as it was.
+
+    Seven GPU blocks, no CPU blocks, patience 8; eight prompts over the length limit are
+    ignored, six one-token requests pass. From step 22 the newcomer r13 waits at the head for
+    the room of r2's second sample, 8 tokens from its end; at step 30 upstream's decode step
+    preempts that sample (by recompute) to grow r15, which ends within 8 steps too, so
+    FairScheduler held r13 back again: 11 steps at the head, past patience + 2. Patience now
+    counts from the step a newcomer was first held back, whoever it was waiting for.
+    """
+    monkeypatch.setenv("FAIR_PATIENCE_TOKENS", "8")
+    pools = Pools(num_gpu_blocks=7, num_cpu_blocks=0, max_num_seqs=4, max_model_len=64,
+                  max_num_batched_tokens=64, preemption_mode="swap")
+    too_long, one_token = (3, 4, 5, 6, 14, 16, 17, 18, 19), (0, 1, 7, 8, 9, 10, 11, 12)
+    trace = ([TraceRequest(f"r{i}", 0, prompt_len=65, max_tokens=4) for i in too_long]
+             + [TraceRequest(f"r{i}", 0, prompt_len=1, max_tokens=1) for i in one_token]
+             + [TraceRequest("r15", 0, prompt_len=24, max_tokens=28),
+                TraceRequest("r2", 12, prompt_len=33, max_tokens=9, n=2),
+                TraceRequest("r13", 13, prompt_len=49, max_tokens=1)])
+    driver = TraceDriver(make_scheduler(FairScheduler, pools), trace)
+    checker = SchedulerChecker(driver, head_wait_bound=8 + 2)
+    while not driver.done:
+        driver.run_step()
+        checker.after_step()
+    checker.at_end()
+    assert driver.scheduler.cfs_stats.preempted_by_recompute >= 1  # the sample r13 waited for
+    assert driver.outcomes["r13"].output_tokens == 1
