@@ -19,8 +19,10 @@ $(STAMP):
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+# Two or more workers (pytest-xdist): one module's vLLM server starts while another's burst runs;
+# tests/conftest.py keeps each module, and each folder that shares a server, on one worker.
 test: venv
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n auto --maxprocesses 4
 
 # HW2_ARGS: options for hw2/run_all.sh, e.g. `make hw2 HW2_ARGS=--staged-swap` (its --help lists them)
 HW2_ARGS ?=

@@ -60,7 +60,8 @@ def test_n_samples(server, client):
 
 
 def _gpu_kv_usage(base_url):
-    return read_gauges(base_url, ["vllm:gpu_cache_usage_perc"])["vllm:gpu_cache_usage_perc"]
+    # vLLM exports the gauge from its first engine step on: before that no block is in use.
+    return read_gauges(base_url, ["vllm:gpu_cache_usage_perc"]).get("vllm:gpu_cache_usage_perc", 0.0)
 
 
 def test_kv_usage_rises_under_load_and_stats_are_logged(server):
