@@ -122,7 +122,17 @@ start_server() {  # interval (fair ignores it), log file
     CFS_INTERVAL="$1" setsid "$HW2_DIR/server.sh" --port "$port" --log "$2" --scheduler "$scheduler" --swap "$swap" \
         </dev/null >>"$2" 2>&1 &
     server_pid=$!
-    server_pgid="$(ps -o pgid= -p "$server_pid" | tr -d ' ')"
+    # Its group id is its pid once setsid() has run in the child; until then ps reports this
+    # script's own group, and stopping that would stop this script and whoever started it.
+    for _ in $(seq 100); do
+        [[ "$(ps -o pgid= -p "$server_pid" | tr -d ' ')" == "$server_pid" ]] && { server_pgid=$server_pid; break; }
+        kill -0 "$server_pid" 2>/dev/null || return 0  # it exited at once: wait_healthy says why
+        sleep 0.1
+    done
+    if [[ -z "$server_pgid" ]]; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        die "the server (pid $server_pid) did not get a process group of its own within 10 s"
+    fi
     say "server started (pid $server_pid, process group $server_pgid), port $port, log $2"
 }
 

@@ -19,8 +19,9 @@ BURST_ARGS = ["--dataset-name", "random", "--random-input-len", "1500", "--rando
 
 
 def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
+    # In a session of its own: a script that signals the wrong process group stops itself, not pytest.
     return subprocess.run(["bash", *args], cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, start_new_session=True)
 
 
 def run_scripts_together(*commands: list[str], env: dict[str, str] | None = None,
@@ -28,7 +29,8 @@ def run_scripts_together(*commands: list[str], env: dict[str, str] | None = None
     """run_script for several scripts at once (each a list of arguments); results in their order.
     Their servers mostly wait on modelled GPU time, so overlapping them saves wall time."""
     running = [(args, subprocess.Popen(["bash", *args], cwd=REPO, env={**os.environ, **(env or {})},
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       start_new_session=True))
                for args in commands]
     done = []
     for args, process in running:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 
 import pytest
 from hw2_scripts import BURST_ENV, HW2, group_is_gone, run_script, server_groups
@@ -127,6 +129,23 @@ def test_a_server_that_is_not_healthy_in_time_is_stopped(tmp_path):
     groups = server_groups(process.stderr)
     assert len(groups) == 1 and group_is_gone(groups[0])
     assert (out / "server_p10.log").is_file()
+
+
+def test_the_server_group_is_read_after_setsid_has_run(tmp_path):
+    # A setsid that takes a second to act: a sweep that read the server's process group at once
+    # got its own, and stopping "the server" stopped the sweep and whoever started it (make, pytest).
+    slow = tmp_path / "bin" / "setsid"
+    slow.parent.mkdir()
+    slow.write_text(f'#!/bin/sh\nsleep 1\nexec {shutil.which("setsid")} "$@"\n')
+    slow.chmod(0o755)
+    out = tmp_path / "results"
+    process = run_script(str(HW2 / "sweep.sh"), "--intervals", "10", "--runs", "1", "--out", str(out),
+                         "--startup-timeout", "3", env={"PATH": f"{slow.parent}:{os.environ['PATH']}"})
+
+    assert process.returncode == 1, process.stderr[-2000:]
+    assert "not healthy after 3 s" in process.stderr
+    groups = server_groups(process.stderr)
+    assert len(groups) == 1 and groups[0] != os.getpgid(0) and group_is_gone(groups[0])
 
 
 @pytest.mark.parametrize("args, message", [
