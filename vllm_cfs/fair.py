@@ -11,9 +11,10 @@ waits behind a full GPU for its first token, and nothing else:
   last, which is swapped out (usually the previous newcomer, right after its first token), unless
   that request has the most work left: then its stall would delay the last finish and cost
   throughput, so the latest arrival with less to go yields instead (``eviction_key``).
-* Requests that have their first token run in arrival order, to completion. A swapped request
-  never evicts a running one; it comes back, earliest arrival first, when room frees up. Each
-  swapped stream stalls once, not at every CFS step, and nothing thrashes.
+* Requests that have their first token run to completion. A swapped request never evicts a
+  running one; it comes back when room frees up, the one whose time per output token the stall
+  hurts most first (``stall_cost_key``: the longest stalled, short replies before long ones).
+  Each swapped stream stalls once, not at every CFS step, and nothing thrashes.
 
 It reuses CFSScheduler's machinery (victim search, swap-space fallback, counters, the
 abort-while-swapped guard); only the ranking, who yields, and when to act differ.
@@ -27,7 +28,8 @@ from collections import deque
 from vllm.core.scheduler import SchedulerOutputs
 from vllm.sequence import SequenceGroup
 
-from vllm_cfs.policy import eviction_key, first_token_key, remaining_tokens, room_frees_within, yields_to_new_arrivals_only
+from vllm_cfs.policy import (eviction_key, first_token_key, remaining_tokens, room_frees_within, stall_cost_key, vruntime,
+                             yields_to_new_arrivals_only)
 from vllm_cfs.scheduler import CFSScheduler
 from vllm_cfs.settings import read_patience_tokens
 
@@ -46,6 +48,8 @@ class FairScheduler(CFSScheduler):
         # a budget per newcomer, not per finishing request (one that was to finish may be
         # preempted instead, and the wait would start over).
         self._held_back_since: dict[str, int] = {}
+        # Request id -> the first step it was seen running with its first token (swap-in order).
+        self._first_token_step: dict[str, int] = {}
         super().__init__(*args, **kwargs)
 
     @property
@@ -61,19 +65,28 @@ class FairScheduler(CFSScheduler):
         """Overridden: act whenever a request waits to be admitted, else upstream's step."""
         # Upstream's steps admit from the head of the waiting queue, preempt the tail of the
         # running queue when decodes need blocks, and swap in from the head of the swapped queue:
-        # in rank order, newcomers first, the victim out and the earliest arrival back in.
+        # newcomers first, the victim out, and back in the stream that stalled worst.
+        self._steps += 1
         self._longest_remaining = max(map(remaining_tokens, itertools.chain(self.waiting, self.running, self.swapped)),
                                       default=0)
+        self._note_first_tokens()
         self.waiting = deque(sorted(self.waiting, key=self.rank_key))
         self.running = deque(sorted(self.running, key=self._eviction_key))
-        self.swapped = deque(sorted(self.swapped, key=self.rank_key))
+        self.swapped = deque(sorted(self.swapped, key=self._swap_in_key))
         if not self.waiting:
             return super(CFSScheduler, self)._schedule()
-        self._steps += 1
         if self._keeps_patience(self.waiting[0]):
             return self._schedule_fair(preempt=False)
         self.cfs_stats.cfs_steps += 1
         return self._schedule_fair(preempt=True)
+
+    def _note_first_tokens(self) -> None:
+        known = self._first_token_step
+        self._first_token_step = {g.request_id: known.get(g.request_id, self._steps)
+                                  for g in itertools.chain(self.running, self.swapped) if vruntime(g) >= 1}
+
+    def _swap_in_key(self, seq_group: SequenceGroup):
+        return stall_cost_key(seq_group, self._steps - self._first_token_step.get(seq_group.request_id, self._steps))
 
     def _keeps_patience(self, newcomer: SequenceGroup) -> bool:
         waiting = {g.request_id for g in self.waiting}

@@ -44,6 +44,16 @@ def eviction_key(seq_group: SequenceGroup, longest_remaining: int, slack_tokens:
     return seq_group.priority, min(vruntime(seq_group), 1), has_slack, seq_group.arrival_time
 
 
+def stall_cost_key(seq_group: SequenceGroup, steps_since_first_token: int) -> tuple:
+    """First token first's swap-in order, smallest first: the swapped request whose time per
+    output token a further step of waiting hurts most. Were it to run from now on, its TPOT in
+    steps would be (steps since its first token + tokens left) / (output tokens - 1): the longest
+    stalled first, and a short reply before a long one stalled as long."""
+    outputs = seq_group.sampling_params.max_tokens
+    projected_tpot = (steps_since_first_token + remaining_tokens(seq_group)) / max(1, outputs - 1)
+    return seq_group.priority, -projected_tpot, seq_group.arrival_time
+
+
 def ahead_by_a_time_slice(running_key: RankKey, contender_key: RankKey, contender_is_new: bool,
                           min_granularity: int) -> bool:
     """CFS: a running request yields to a new arrival that ranks before it, and to a swapped one

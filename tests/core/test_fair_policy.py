@@ -4,7 +4,7 @@ import pytest
 
 from vllm_cfs.fair import FairScheduler
 from vllm_cfs.lab.trace import Pools, TraceDriver, TraceRequest, make_scheduler
-from vllm_cfs.policy import first_token_key, room_frees_within, yields_to_new_arrivals_only
+from vllm_cfs.policy import first_token_key, room_frees_within, stall_cost_key, yields_to_new_arrivals_only
 from vllm_cfs.scheduler import vruntime
 
 # Four requests of 10 blocks fill 40 of 42 GPU blocks: a fifth cannot be admitted without a victim.
@@ -103,3 +103,15 @@ def test_first_token_key_ranks_newcomers_then_arrival(fair):
     a, b = driver.groups["a"], driver.groups["b"]
     assert vruntime(a) >= 1 and vruntime(b) >= 1
     assert first_token_key(a) < first_token_key(b)  # both started: the earlier arrival first
+
+
+def test_swap_in_order_puts_the_worst_stalled_stream_first(fair):
+    driver = TraceDriver(fair(), [TraceRequest("short", 0, 20, 10), TraceRequest("long", 0, 20, 200)])
+    driver.run_step()
+    driver.run_step()
+    short, long = driver.groups["short"], driver.groups["long"]
+    assert vruntime(short) == vruntime(long) >= 1
+    # Stalled as long, a short reply's time per token suffers more: it comes back first.
+    assert stall_cost_key(short, 40) < stall_cost_key(long, 40)
+    # Of the same request, the longer stalled comes back first.
+    assert stall_cost_key(long, 50) < stall_cost_key(long, 10)

@@ -24,7 +24,7 @@ CFS = "vllm_cfs.CFSScheduler"
 OURS: Mapping[str, Any] = {"scheduler_cls": "vllm_cfs.FairScheduler"}
 OURS_DESCRIPTION = ("FairScheduler (vllm_cfs/fair.py): first token first, a newcomer taking the room of the "
                     "latest arrival after up to FAIR_PATIENCE_TOKENS=8 steps (unless that one has the most work "
-                    "left), then first come first served")
+                    "left), then to completion; swapped streams come back worst stalled first")
 
 LATER_FIRST = "later-first"  # the priority rule: the later a request arrives, the more urgent it is
 
