@@ -81,14 +81,19 @@ class FairScheduler(CFSScheduler):
         return self._schedule_fair(preempt=True)
 
     def _note_first_tokens(self) -> None:
+        """Remembers the step each live request was first seen with a token (steps, not clock
+        time: the replay and the live server count steps alike)."""
         known = self._first_token_step
         self._first_token_step = {g.request_id: known.get(g.request_id, self._steps)
                                   for g in itertools.chain(self.running, self.swapped) if vruntime(g) >= 1}
 
     def _swap_in_key(self, seq_group: SequenceGroup):
+        """The swapped queue's order: the stream whose TPOT the stall hurts most first."""
         return stall_cost_key(seq_group, self._steps - self._first_token_step.get(seq_group.request_id, self._steps))
 
     def _keeps_patience(self, newcomer: SequenceGroup) -> bool:
+        """Whether the head newcomer waits this step for a finishing request's room (at most
+        FAIR_PATIENCE_TOKENS steps in all) instead of evicting."""
         waiting = {g.request_id for g in self.waiting}
         self._held_back_since = {rid: step for rid, step in self._held_back_since.items() if rid in waiting}
         since = self._held_back_since.get(newcomer.request_id, self._steps)
