@@ -1,8 +1,10 @@
 """Virtual clock and the simulated sampler."""
 
+import time
+
 import pytest
 
-from vllm_cfs.sim.clock import CLOCK_ENV, RealClock, VirtualClock, clock_from_env
+from vllm_cfs.sim.clock import CLOCK_ENV, HostGap, RealClock, VirtualClock, clock_from_env
 from vllm_cfs.sim.sampler import TokenSampler
 
 
@@ -14,6 +16,28 @@ def test_virtual_clock_advances_by_steps_and_waits_for_arrivals():
     clock.advance_to(2.0)
     clock.run_step(0.5, step_start=0.0)
     assert clock.now() == 2.5
+
+
+def test_a_virtual_clock_with_a_host_charges_the_host_time_beyond_the_credit():
+    clock = VirtualClock(host=HostGap(host_overhead_credit_s=0.004))
+    clock.run_step(0.25, step_start=time.monotonic())  # nothing before the first step
+    assert clock.now() == 0.25
+    time.sleep(0.05)
+    clock.run_step(0.25, step_start=time.monotonic())
+    assert clock.now() >= 0.25 + 0.25 + 0.05 - 0.004
+    host = HostGap(host_overhead_credit_s=0.004)
+    host.step_ended()
+    assert host.excess(step_start=time.monotonic() - 1.0) == 0.0  # a step start before the last end: no gap
+    assert host.excess(step_start=time.monotonic() + 0.5) >= 0.5 - 0.004
+
+
+def test_a_real_clock_gives_back_what_a_late_step_overran():
+    clock = RealClock(host_overhead_credit_s=0.004)
+    clock.run_step(0.1, step_start=time.monotonic() - 0.6)  # its bookkeeping outran the step by 0.5 s
+    assert clock.late_s >= 0.5
+    begun = time.monotonic()
+    clock.run_step(1.0, step_start=begun)
+    assert time.monotonic() - begun < 0.9  # about 0.5 s: the 1 s step owed 0.5 s
 
 
 def test_clock_chosen_by_environment(monkeypatch):

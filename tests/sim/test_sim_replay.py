@@ -1,12 +1,15 @@
 """Virtual-time replay through the real V0 engine: deterministic, and a checker of the scheduler."""
 
+import dataclasses
 import random
+import time
 
 import pytest
 from vllm.core.scheduler import Scheduler
 
 from vllm_cfs.bench.results import RunResult
 from vllm_cfs.settings import DEFAULT_STAGING_BLOCKS
+from vllm_cfs.sim.profile import load_profile
 from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay, replay_many, to_run_result
 from vllm_cfs.swap import WORKER_CLS
 
@@ -117,6 +120,35 @@ def test_checker_catches_a_scheduler_that_forgets_to_swap_in():
     config = ReplayConfig(scheduler_cls=f"{__name__}.{ForgetfulSwapInScheduler.__name__}")
     with pytest.raises(Exception, match=r"request \d+ seq \d+ reads GPU block \d+ .* its KV is not on the GPU"):
         replay(burst(n=30, rate=100.0, seed=1), config)
+
+
+class SlowScheduler(Scheduler):
+    """vLLM's scheduler, taking 10 ms of host time more per step (well above the profile's 4 ms)."""
+
+    def schedule(self):
+        time.sleep(SLOW_SCHEDULE_S)
+        return super().schedule()
+
+
+SLOW_SCHEDULE_S = 0.010
+
+
+def test_measured_host_time_is_charged_and_modeled_host_time_is_not():
+    requests = [dataclasses.replace(r, arrival_s=0.0) for r in burst(n=8, seed=2)]  # no arrival races
+    slow = ReplayConfig(scheduler_cls=f"{__name__}.{SlowScheduler.__name__}")
+    plain, slow_modeled, slow_measured = replay_many(
+        [(requests, ReplayConfig()), (requests, slow), (requests, dataclasses.replace(slow, host_time="measured"))])
+    assert slow_modeled.requests == plain.requests  # the modeled host ignores the host's real time
+    assert [s.batch for s in slow_measured.kv_samples] == [s.batch for s in plain.kv_samples]
+    overhead = load_profile(slow.profile).step_overhead_s  # credited against the host's time
+    for modeled, measured in list(zip(plain.kv_samples, slow_measured.kv_samples))[1:]:
+        assert measured.duration_s >= modeled.duration_s + SLOW_SCHEDULE_S - overhead
+    assert to_run_result(slow_measured, requests).setup["gpu"].endswith("this machine's host time measured)")
+
+
+def test_a_replay_config_names_its_host_time():
+    with pytest.raises(ValueError, match="host_time='wall': use one of modeled, measured"):
+        ReplayConfig(host_time="wall")
 
 
 def test_engine_refuses_a_model_that_does_not_fit():

@@ -32,6 +32,9 @@ from vllm_cfs.sim.server import ServerOptions, simulated_server
 # before the burst, so that both engines have taken the same steps when the burst begins (a CFS
 # scheduler counts steps).
 WARM_UP_PROMPT = "def hello():"
+# The ReplayConfig settings that live_and_replayed gives the server too; a policy needing others
+# (chunked prefill, priorities, unlimited KV) is not compared here.
+LIVE_SETTINGS = frozenset({"scheduler_cls", "cfs_interval"})
 WARM_UP_LEAD_S = 10.0
 
 
@@ -81,15 +84,20 @@ class Pair:
     live: RunResult  # the burst client against the real-time simulated server
     replayed: RunResult  # the replay, in the same schema
     replay: ReplayResult  # the replay's own result (its steps)
+    # The replay again, charging this machine's host time between steps (ReplayConfig.host_time
+    # "measured"); run after the server has stopped, so that nothing else competes for the CPU.
+    replayed_measured_host: Optional[RunResult] = None
 
 
 def live_and_replayed(make_workload: Callable[[Any], Workload], scheduler_cls: Optional[str] = None,
-                      cfs_interval: Optional[int] = None, log_path: Optional[Path] = None) -> Pair:
+                      cfs_interval: Optional[int] = None, log_path: Optional[Path] = None,
+                      measure_host: bool = False) -> Pair:
     """A workload through the simulated server (real clock) and through the replay, same engine settings.
 
     ``make_workload`` builds the workload from the model's tokenizer. Everything that does not
     need the server (the tokenizer, the workload, the replay) runs while the server starts, and is
     done before the burst begins, so that it takes no CPU from the server while it is timed.
+    ``measure_host`` adds the replay with this machine's host time, after the server has stopped.
     """
     config = ReplayConfig(scheduler_cls=scheduler_cls or ReplayConfig.scheduler_cls, cfs_interval=cfs_interval)
     prepared: dict[str, Any] = {}
@@ -100,8 +108,8 @@ def live_and_replayed(make_workload: Callable[[Any], Workload], scheduler_cls: O
             requests = requests_of(workload, tokenizer)
             warm_up = ReplayRequest(0.0, tuple(tokenizer.encode(WARM_UP_PROMPT)), 1)
             after_warm_up = [dataclasses.replace(r, arrival_s=r.arrival_s + WARM_UP_LEAD_S) for r in requests]
-            prepared.update(workload=workload, requests=requests,
-                            replay=process.submit([warm_up, *after_warm_up], config))
+            jobs = [warm_up, *after_warm_up]
+            prepared.update(workload=workload, requests=requests, jobs=jobs, replay=process.submit(jobs, config))
 
         preparing = _Worker(prepare)
         options = ServerOptions(scheduler_cls=scheduler_cls, cfs_interval=cfs_interval, log_path=log_path)
@@ -113,7 +121,12 @@ def live_and_replayed(make_workload: Callable[[Any], Workload], scheduler_cls: O
             _complete(server.base_url, WARM_UP_PROMPT, max_tokens=1)
             live = run_burst(workload.requests, ClientConfig(base_url=server.base_url, progress=False),
                              {**setup, "gpu": "simulated a100-40gb x2 (real-time server)"})
-    return Pair(live, to_run_result(replay, requests, setup), replay)
+        measured = None
+        if measure_host:
+            measured_config = dataclasses.replace(config, host_time="measured")
+            measured = to_run_result(without_first_request(
+                process.submit(prepared["jobs"], measured_config).result(), WARM_UP_LEAD_S), requests, setup)
+    return Pair(live, to_run_result(replay, requests, setup), replay, measured)
 
 
 class _Worker(threading.Thread):

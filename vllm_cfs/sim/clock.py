@@ -4,8 +4,31 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Optional
 
 CLOCK_ENV = "VLLM_CFS_SIM_CLOCK"
+
+
+class HostGap:
+    """The host's real time between two engine steps, beyond what the modeled step stands for.
+
+    A profile's fixed per-step overhead stands for the host work vLLM does between steps
+    (scheduling, preparing inputs, detokenizing); a host slower than the modeled one spends more,
+    and only that excess lengthens a step cycle. Both clocks apply this one rule.
+    """
+
+    def __init__(self, host_overhead_credit_s: float):
+        self.host_overhead_credit_s = host_overhead_credit_s
+        self._last_step_end: float | None = None
+
+    def host_between_steps(self, step_start: float) -> float:
+        return 0.0 if self._last_step_end is None else max(0.0, step_start - self._last_step_end)
+
+    def excess(self, step_start: float) -> float:
+        return max(0.0, self.host_between_steps(step_start) - self.host_overhead_credit_s)
+
+    def step_ended(self) -> None:
+        self._last_step_end = time.monotonic()
 
 
 class RealClock:
@@ -13,33 +36,43 @@ class RealClock:
 
     The host work vLLM really does between steps (scheduling, detokenizing) is counted against
     the modeled step, up to the profile's fixed per-step overhead, which stands for that work.
+    A step that ends late (the sleep woke late, or the simulator's own bookkeeping outran the
+    step) has the next step's sleep shortened by as much: a GPU does neither, so neither may
+    drift the server's timeline, which only the host's work between steps lengthens.
     """
 
     name = "real"
 
     def __init__(self, host_overhead_credit_s: float = 0.0):
-        self.host_overhead_credit_s = host_overhead_credit_s
-        self._last_step_end: float | None = None
+        self.host = HostGap(host_overhead_credit_s)
+        self.late_s = 0.0  # how late the last step ended, owed back by the next one
 
     def now(self) -> float:
         return time.monotonic()
 
     def run_step(self, duration_s: float, step_start: float) -> None:
-        host_between_steps = 0.0 if self._last_step_end is None else step_start - self._last_step_end
-        credit = min(max(0.0, host_between_steps), self.host_overhead_credit_s)
-        remaining = step_start + duration_s - credit - time.monotonic()
+        credit = min(self.host.host_between_steps(step_start), self.host.host_overhead_credit_s)
+        end = step_start + duration_s - credit - self.late_s
+        remaining = end - time.monotonic()
         if remaining > 0:
             time.sleep(remaining)
-        self._last_step_end = time.monotonic()
+        self.host.step_ended()
+        self.late_s = max(0.0, time.monotonic() - end)
 
 
 class VirtualClock:
-    """No sleeping: time is a number that each step advances by its modeled duration."""
+    """No sleeping: time is a number that each step advances by its modeled duration.
+
+    With ``host`` set, each step also advances it by the host's measured time between steps
+    beyond the credit (``HostGap``), as a real clock would: this machine's host work is charged,
+    the scheduler's own CPU time included, and the replay is no longer deterministic.
+    """
 
     name = "virtual"
 
-    def __init__(self, start_s: float = 0.0):
+    def __init__(self, start_s: float = 0.0, host: Optional[HostGap] = None):
         self._now = start_s
+        self.host = host
 
     def now(self) -> float:
         return self._now
@@ -50,6 +83,9 @@ class VirtualClock:
 
     def run_step(self, duration_s: float, step_start: float) -> None:
         self._now += duration_s
+        if self.host is not None:
+            self._now += self.host.excess(step_start)
+            self.host.step_ended()
 
 
 def clock_from_env(host_overhead_credit_s: float) -> RealClock | VirtualClock:

@@ -25,11 +25,12 @@ from typing import Iterator, Optional, Sequence
 
 from vllm_cfs.bench.results import RequestRecord, RunResult, time_per_output_token
 from vllm_cfs.settings import CFS_INTERVAL_ENV, MIN_GRANULARITY_ENV
-from vllm_cfs.sim.clock import CLOCK_ENV, VirtualClock
+from vllm_cfs.sim.clock import CLOCK_ENV, HostGap, VirtualClock
 from vllm_cfs.sim.profile import PROFILE_ENV
 
 DEFAULT_SCHEDULER = "vllm.core.scheduler.Scheduler"
 LOG_LEVEL_ENV = "VLLM_LOGGING_LEVEL"
+HOST_TIMES = ("modeled", "measured")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,14 @@ class ReplayConfig:
     seed: int = 0
     max_num_seqs: int = 256
     model_dir: Optional[Path] = None  # default: the cached CodeLlama-34B folder
+    # "modeled": the profile's fixed per-step overhead stands for the host's work between steps
+    # (deterministic). "measured": this machine's host time between steps beyond that overhead is
+    # charged too, as the real-time server pays it (sim.clock.HostGap); for comparing with it.
+    host_time: str = "modeled"
+
+    def __post_init__(self) -> None:
+        if self.host_time not in HOST_TIMES:
+            raise ValueError(f"host_time={self.host_time!r}: use one of {', '.join(HOST_TIMES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +165,8 @@ def to_run_result(result: ReplayResult, requests: Sequence[ReplayRequest],
     start = min((t.arrival_s for t in result.requests), default=0.0)
     end = max((t.finish_s for t in result.requests), default=start)
     described = {
-        "gpu": f"simulated {config.profile} x{config.tensor_parallel_size} (virtual-time replay)",
+        "gpu": f"simulated {config.profile} x{config.tensor_parallel_size} (virtual-time replay"
+               + (", this machine's host time measured)" if config.host_time == "measured" else ")"),
         "scheduler": config.scheduler_cls,
         "cfs_interval": config.cfs_interval,
         "cfs_min_granularity": config.cfs_min_granularity,
@@ -293,8 +303,9 @@ def _replay_here(requests: tuple[ReplayRequest, ...], config: ReplayConfig) -> R
     )
     with _environment({CFS_INTERVAL_ENV: config.cfs_interval, MIN_GRANULARITY_ENV: config.cfs_min_granularity}):
         engine = LLMEngine.from_engine_args(engine_args)
-    clock = VirtualClock()
-    engine.model_executor.worker.clock = clock
+    worker = engine.model_executor.worker
+    clock = VirtualClock(host=HostGap(worker.gpu.step_overhead_s) if config.host_time == "measured" else None)
+    worker.clock = clock
     scheduler = engine.scheduler[0]
     probe = _SchedulerProbe(scheduler)
     cache = engine.cache_config
