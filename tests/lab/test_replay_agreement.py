@@ -18,7 +18,8 @@ import dataclasses
 
 from vllm_cfs.bench.datasets import count_tokens
 from vllm_cfs.bench.workload import RequestSpec, Workload, WorkloadConfig, build_workload
-from vllm_cfs.lab.agreement import arrival_margin_s, compare, live_and_replayed
+from vllm_cfs.lab.agreement import arrival_margin_s, compare, live_and_replayed, runs_live
+from vllm_cfs.lab.policies import BY_KEY
 
 
 def prefill_queue(tokenizer) -> Workload:
@@ -41,3 +42,9 @@ def test_replay_agrees_with_the_real_time_server(tmp_path):
     assert agreement.requests == 12
     assert agreement.median_ttft_rel_diff <= 0.10, agreement.describe()
     assert agreement.p99_ttft_rel_diff <= 0.10, agreement.describe()
+
+
+def test_only_policies_a_plain_server_runs_are_compared_live():
+    live = {key for key, policy in BY_KEY.items() if runs_live(policy)}
+    assert {"fcfs", "cfs-1", "cfs-10", "cfs-40", "ours"} <= live
+    assert not live & {"ideal", "priority", "chunked-prefill", "cfs-mg1000-10"}

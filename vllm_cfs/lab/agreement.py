@@ -23,6 +23,7 @@ from vllm_cfs.bench.client import ClientConfig, run_burst
 from vllm_cfs.bench.datasets import load_tokenizer
 from vllm_cfs.bench.results import RunResult
 from vllm_cfs.bench.workload import Workload
+from vllm_cfs.lab.policies import Policy
 from vllm_cfs.sim.model_dir import SERVED_MODEL_NAME, codellama_34b_dir
 from vllm_cfs.sim.replay import ReplayConfig, ReplayProcess, ReplayRequest, ReplayResult, requests_of, to_run_result
 from vllm_cfs.sim.server import ServerOptions, simulated_server
@@ -32,8 +33,7 @@ from vllm_cfs.sim.server import ServerOptions, simulated_server
 # before the burst, so that both engines have taken the same steps when the burst begins (a CFS
 # scheduler counts steps).
 WARM_UP_PROMPT = "def hello():"
-# The ReplayConfig settings that live_and_replayed gives the server too; a policy needing others
-# (chunked prefill, priorities, unlimited KV) is not compared here.
+# The ReplayConfig settings that live_and_replayed gives the server too.
 LIVE_SETTINGS = frozenset({"scheduler_cls", "cfs_interval"})
 WARM_UP_LEAD_S = 10.0
 
@@ -58,14 +58,22 @@ class Agreement:
     def p99_ttft_rel_diff(self) -> float:
         return abs(self.p99_ttft_live_ms - self.p99_ttft_replay_ms) / self.p99_ttft_replay_ms
 
-    def describe(self) -> str:
+    def describe(self, names: tuple[str, str] = ("live", "replay")) -> str:
+        """One line; ``names`` are what the two sides are called (a live run against another, say)."""
+        a, b = names
         return (f"{self.requests} requests: TTFT per request differs by {100 * self.median_ttft_rel_diff:.1f}% "
-                f"(median), {100 * self.max_ttft_rel_diff:.1f}% (max); P99 TTFT live {self.p99_ttft_live_ms:.0f} ms, "
-                f"replay {self.p99_ttft_replay_ms:.0f} ms ({100 * self.p99_ttft_rel_diff:.1f}%); P99 TPOT live "
-                f"{self.p99_tpot_live_ms:.1f} ms, replay {self.p99_tpot_replay_ms:.1f} ms; P99 ITL live "
-                f"{self.p99_itl_live_ms:.1f} ms, replay {self.p99_itl_replay_ms:.1f} ms; mean ITL live "
-                f"{self.mean_itl_live_ms:.1f} ms, replay {self.mean_itl_replay_ms:.1f} ms; burst live "
-                f"{self.duration_live_s:.1f} s, replay {self.duration_replay_s:.1f} s")
+                f"(median), {100 * self.max_ttft_rel_diff:.1f}% (max); P99 TTFT {a} {self.p99_ttft_live_ms:.0f} ms, "
+                f"{b} {self.p99_ttft_replay_ms:.0f} ms ({100 * self.p99_ttft_rel_diff:.1f}%); P99 TPOT {a} "
+                f"{self.p99_tpot_live_ms:.1f} ms, {b} {self.p99_tpot_replay_ms:.1f} ms; P99 ITL {a} "
+                f"{self.p99_itl_live_ms:.1f} ms, {b} {self.p99_itl_replay_ms:.1f} ms; mean ITL {a} "
+                f"{self.mean_itl_live_ms:.1f} ms, {b} {self.mean_itl_replay_ms:.1f} ms; burst {a} "
+                f"{self.duration_live_s:.1f} s, {b} {self.duration_replay_s:.1f} s")
+
+
+def runs_live(policy: Policy) -> bool:
+    """Whether ``live_and_replayed`` can run this lab policy on the server as the replay runs it
+    (not chunked prefill, priorities or the ideal bound's unlimited KV)."""
+    return set(policy.settings) <= LIVE_SETTINGS and not policy.unlimited_kv and policy.priorities is None
 
 
 def compare(live: RunResult, replayed: RunResult) -> Agreement:
