@@ -56,10 +56,11 @@ def burst_trace(num_requests: int, seed: int) -> List[TraceRequest]:
             for i in range(num_requests)]
 
 
-def burst_pools(num_requests: int) -> Pools:
-    """GPU room for about half of the prompts, so that preemption and swapping happen."""
+def burst_pools(num_requests: int, max_num_seqs: int = 256) -> Pools:
+    """GPU room for about half of the prompts, so that preemption and swapping happen. A small
+    ``max_num_seqs`` caps both policies' batches alike, whatever their KV blocks would hold."""
     return Pools(num_gpu_blocks=max(16, num_requests * 8 // 2), num_cpu_blocks=num_requests * 64,
-                 max_num_seqs=256, max_num_batched_tokens=4096)
+                 max_num_seqs=max_num_seqs, max_num_batched_tokens=4096)
 
 
 def _schedule_time(stats: dict) -> float:
