@@ -33,9 +33,9 @@ from vllm_cfs.sim.server import ServerOptions, simulated_server
 # before the burst, so that both engines have taken the same steps when the burst begins (a CFS
 # scheduler counts steps).
 WARM_UP_PROMPT = "def hello():"
+WARM_UP_LEAD_S = 10.0
 # The ReplayConfig settings that live_and_replayed gives the server too.
 LIVE_SETTINGS = frozenset({"scheduler_cls", "cfs_interval"})
-WARM_UP_LEAD_S = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
