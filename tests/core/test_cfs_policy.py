@@ -8,7 +8,8 @@ from vllm.sequence import SequenceStatus
 from vllm.utils import Device
 
 from vllm_cfs.lab.trace import Pools, TraceDriver, TraceRequest, random_trace
-from vllm_cfs.scheduler import vruntime
+from vllm_cfs.lab.variants import CFSForcedVictimsByVruntime
+from vllm_cfs.scheduler import CFSScheduler, vruntime
 
 
 def assert_no_leak(scheduler, pools):
@@ -103,6 +104,44 @@ def test_swapped_victims_come_back_and_finish_without_leaks(cfs_scheduler):
         assert {rid: o.output_tokens for rid, o in outcomes.items()} == {
             r.request_id: r.max_tokens for r in trace}
         assert_no_leak(driver.scheduler, pools)
+
+
+def forced_victims(scheduler_factory, cls, steps=150):
+    """Between CFS steps, each step's evicted requests' tokens and the most any kept request had."""
+    interval = 10
+    rng = random.Random(0)
+    # Every request stays for the whole run and the GPU holds about half of them, so between
+    # CFS steps the decodes keep running out of blocks and vLLM's own step must preempt.
+    trace = [TraceRequest(f"r{i}", 0, prompt_len=rng.randint(32, 256), max_tokens=100_000)
+             for i in range(64)]
+    pools = Pools(num_gpu_blocks=256, num_cpu_blocks=4096)
+    driver = TraceDriver(scheduler_factory(interval, pools, cls), trace)
+    scheduler = driver.scheduler
+    forced = []
+    for _ in range(steps):
+        tokens_before = {g.request_id: vruntime(g) for g in scheduler.running}
+        outputs = driver.run_step()
+        running = {g.request_id for g in scheduler.running}
+        evicted = [tokens_before[rid] for rid in tokens_before if rid not in running]
+        kept = [tokens_before[rid] for rid in tokens_before if rid in running]
+        assert outputs.preempted == len(evicted)
+        if scheduler._steps % interval and evicted and kept:
+            forced.append((evicted, max(kept)))
+    return forced
+
+
+def test_shipped_cfs_leaves_forced_victims_to_upstream(cfs_scheduler):
+    # Upstream's default step mostly evicts the requests it admitted last, the fairest ones.
+    forced = forced_victims(cfs_scheduler, CFSScheduler)
+    assert len(forced) >= 10
+    fairest_evicted = sum(min(evicted) < most_kept for evicted, most_kept in forced)
+    assert fairest_evicted > len(forced) // 2, (fairest_evicted, len(forced))
+
+
+def test_variant_evicts_the_most_tokens_between_cfs_steps(cfs_scheduler):
+    forced = forced_victims(cfs_scheduler, CFSForcedVictimsByVruntime)
+    assert len(forced) >= 10
+    assert all(min(evicted) >= most_kept for evicted, most_kept in forced)
 
 
 def test_full_cpu_swap_space_falls_back_to_recompute(cfs_scheduler):
