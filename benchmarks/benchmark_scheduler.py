@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     from vllm.core.scheduler import Scheduler
 
     from vllm_cfs.lab.schedule_cost import burst_pools, burst_trace, time_side_by_side
-    from vllm_cfs.scheduler import CFSScheduler
+    from vllm_cfs.v0.scheduler import CFSScheduler
 
     print(f"schedule() CPU time, median / mean over {args.steps} steps after {args.warmup} "
           f"warm-up steps; CFS_INTERVAL={args.interval}; max_num_seqs={args.max_num_seqs}; fcfs = vLLM's own Scheduler, "

@@ -134,7 +134,7 @@ def _option_value(args: Sequence[str], name: str) -> Optional[str]:
 
 
 def _check_cfs_setup(args: Sequence[str], environ: Mapping[str, str]) -> None:
-    if _option_value(args, "--scheduler-cls") not in (None, SCHEDULER, "vllm_cfs.scheduler.CFSScheduler"):
+    if _option_value(args, "--scheduler-cls") not in (None, SCHEDULER, "vllm_cfs.v0.scheduler.CFSScheduler"):
         return  # another scheduler: its business
     try:
         interval = read_cfs_interval(environ)

@@ -1,4 +1,4 @@
-"""The table lookup of physical block ids (vllm_cfs/block_lookup.py) against vLLM's sorted one.
+"""The table lookup of physical block ids (vllm_cfs/v0/block_lookup.py) against vLLM's sorted one.
 
 vLLM's ``CpuGpuBlockAllocator.get_physical_block_id`` asks the device allocator, which sorts
 its whole id set on every call; ours reads a table built once. Both are asked about every block
@@ -16,8 +16,8 @@ from vllm.core.block_manager import SelfAttnBlockSpaceManager
 from vllm.utils import Device
 
 from test_differential import snapshot
-from vllm_cfs import scheduler as cfs_module
-from vllm_cfs.block_lookup import (IndexedBlockAllocator, IndexedBlockSpaceManager,
+from vllm_cfs.v0 import scheduler as cfs_module
+from vllm_cfs.v0.block_lookup import (IndexedBlockAllocator, IndexedBlockSpaceManager,
                                    with_indexed_lookup)
 from vllm_cfs.lab.trace import Pools, TraceDriver, TraceRequest, random_trace
 

@@ -9,7 +9,8 @@ from vllm.utils import Device
 
 from vllm_cfs.lab.trace import Pools, TraceDriver, TraceRequest, random_trace
 from vllm_cfs.lab.variants import CFSForcedVictimsByVruntime
-from vllm_cfs.scheduler import CFSScheduler, vruntime
+from vllm_cfs.v0.adapter import vruntime
+from vllm_cfs.v0.scheduler import CFSScheduler
 
 
 def assert_no_leak(scheduler, pools):
@@ -209,7 +210,7 @@ def test_new_arrivals_prefill_while_victims_are_swapped(cfs_scheduler):
 
 @pytest.mark.parametrize("value", ["-1", "abc", "1.5", " -3 "])
 def test_bad_interval_is_refused_with_one_line(cfs_scheduler, value):
-    from vllm_cfs.scheduler import CFSConfigError
+    from vllm_cfs.v0.scheduler import CFSConfigError
 
     with pytest.raises(CFSConfigError) as excinfo:
         cfs_scheduler(value, Pools(num_gpu_blocks=8, num_cpu_blocks=8))
@@ -219,7 +220,7 @@ def test_bad_interval_is_refused_with_one_line(cfs_scheduler, value):
 
 def test_default_interval_is_ten(monkeypatch):
     from vllm_cfs.lab.trace import make_scheduler
-    from vllm_cfs.scheduler import CFSScheduler
+    from vllm_cfs.v0.scheduler import CFSScheduler
 
     monkeypatch.delenv("CFS_INTERVAL", raising=False)
     scheduler = make_scheduler(CFSScheduler, Pools(num_gpu_blocks=8, num_cpu_blocks=8))
@@ -229,7 +230,7 @@ def test_default_interval_is_ten(monkeypatch):
 def test_chunked_prefill_and_multi_step_are_refused(monkeypatch):
     from vllm.config import CacheConfig, SchedulerConfig
 
-    from vllm_cfs.scheduler import CFSConfigError, CFSScheduler
+    from vllm_cfs.v0.scheduler import CFSConfigError, CFSScheduler
 
     monkeypatch.setenv("CFS_INTERVAL", "10")
     cache = CacheConfig(block_size=16, gpu_memory_utilization=1.0, swap_space=0, cache_dtype="auto")
@@ -248,7 +249,7 @@ def test_chunked_prefill_and_multi_step_are_refused(monkeypatch):
 
 
 def test_bad_min_granularity_is_refused(cfs_scheduler, monkeypatch):
-    from vllm_cfs.scheduler import CFSConfigError
+    from vllm_cfs.v0.scheduler import CFSConfigError
 
     monkeypatch.setenv("CFS_MIN_GRANULARITY", "many")
     with pytest.raises(CFSConfigError, match="CFS_MIN_GRANULARITY='many'"):

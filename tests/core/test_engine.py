@@ -54,7 +54,7 @@ def run_engine(interval: str) -> dict:
 
 def test_engine_runs_cfs_scheduler_with_swapping_and_parallel_sampling():
     result = run_engine("4")
-    assert result["scheduler"] == "vllm_cfs.scheduler.CFSScheduler"
+    assert result["scheduler"] == "vllm_cfs.v0.scheduler.CFSScheduler"
     assert result["interval"] == 4
     # Every request, the n=2 ones included, got exactly its max_tokens per completion.
     assert result["finished"] == {rid: [max_tokens] * n

@@ -2,10 +2,10 @@
 
 import pytest
 
-from vllm_cfs.fair import FairScheduler
+from vllm_cfs.v0.fair import FairScheduler
 from vllm_cfs.lab.trace import Pools, TraceDriver, TraceRequest, make_scheduler
 from vllm_cfs.policy import first_token_key, room_frees_within, stall_cost_key, yields_to_new_arrivals_only
-from vllm_cfs.scheduler import vruntime
+from vllm_cfs.v0.adapter import request_state, vruntime
 
 # Four requests of 10 blocks fill 40 of 42 GPU blocks: a fifth cannot be admitted without a victim.
 POOLS = Pools(num_gpu_blocks=42, num_cpu_blocks=400)
@@ -102,7 +102,7 @@ def test_first_token_key_ranks_newcomers_then_arrival(fair):
     driver.run_step()
     a, b = driver.groups["a"], driver.groups["b"]
     assert vruntime(a) >= 1 and vruntime(b) >= 1
-    assert first_token_key(a) < first_token_key(b)  # both started: the earlier arrival first
+    assert first_token_key(request_state(a)) < first_token_key(request_state(b))  # both started: the earlier arrival first
 
 
 def test_swap_in_order_puts_the_worst_stalled_stream_first(fair):
@@ -112,6 +112,7 @@ def test_swap_in_order_puts_the_worst_stalled_stream_first(fair):
     short, long = driver.groups["short"], driver.groups["long"]
     assert vruntime(short) == vruntime(long) >= 1
     # Stalled as long, a short reply's time per token suffers more: it comes back first.
+    short, long = request_state(short), request_state(long)
     assert stall_cost_key(short, 40) < stall_cost_key(long, 40)
     # Of the same request, the longer stalled comes back first.
     assert stall_cost_key(long, 50) < stall_cost_key(long, 10)

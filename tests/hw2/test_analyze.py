@@ -274,7 +274,7 @@ def test_comparison_table_gives_fcfs_cfs_and_fair_medians_of_the_runs(sweep):
     study = sweep.outputs.study
     lines = setup_lines(study)
     assert all(line in lines for line in ["  " + row for row in interval_table(study)])
-    assert any("FairScheduler (vllm_cfs/fair.py" in line for line in lines)
+    assert any("FairScheduler (vllm_cfs/v0/fair.py" in line for line in lines)
     assert "  scheduler: vllm_cfs.FairScheduler" in lines
 
 

@@ -15,7 +15,7 @@ from vllm.sequence import SequenceGroup, SequenceStatus
 from vllm.utils import Device
 
 from vllm_cfs.lab.trace import BLOCK_SIZE, TraceDriver
-from vllm_cfs.scheduler import vruntime
+from vllm_cfs.v0.adapter import vruntime
 
 QUEUE_STATUS = {
     "waiting": SequenceStatus.WAITING,

@@ -21,7 +21,7 @@ from server_probe import (
     wait_until_idle,
 )
 from vllm_cfs.bench.server_metrics import SHOW_SWAP_GAUGES
-from vllm_cfs.scheduler import STATS_LOG_PERIOD_S
+from vllm_cfs.v0.scheduler import STATS_LOG_PERIOD_S
 from vllm_cfs.sim.server import ServerOptions, simulated_server
 
 EARLY, LATE = 6, 10  # clients that leave after a few tokens; clients that leave while swapped

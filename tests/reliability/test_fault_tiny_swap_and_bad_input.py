@@ -98,7 +98,7 @@ def test_server_keeps_serving_after_bad_requests(server):
 
 
 def test_clients_leaving_while_swapped_out_leave_later_swap_outs_working(server):
-    """vLLM 0.9.0 alone dies here (IndexError in the block manager, see vllm_cfs/block_pools.py):
+    """vLLM 0.9.0 alone dies here (IndexError in the block manager, see vllm_cfs/v0/block_pools.py):
     a request aborted while swapped out leaves its block objects' ids in the CPU allocator's
     object pool (52 objects for these 13 CPU blocks), and a later swap-out indexes past it."""
     log_start = len(server.log_text())

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from vllm_cfs.lab.trace import BLOCK_SIZE, Pools, TraceDriver, TraceRequest, make_scheduler
-from vllm_cfs.fair import FairScheduler
-from vllm_cfs.scheduler import CFSScheduler
+from vllm_cfs.v0.fair import FairScheduler
+from vllm_cfs.v0.scheduler import CFSScheduler
 
 from scheduler_invariants import SchedulerChecker
 

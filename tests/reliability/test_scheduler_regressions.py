@@ -4,8 +4,8 @@ from scheduler_invariants import SchedulerChecker
 from vllm.utils import Device
 
 from vllm_cfs.lab.trace import Pools, TraceDriver, TraceRequest, make_scheduler
-from vllm_cfs.fair import FairScheduler
-from vllm_cfs.scheduler import CFSScheduler
+from vllm_cfs.v0.fair import FairScheduler
+from vllm_cfs.v0.scheduler import CFSScheduler
 
 
 def test_recompute_victim_at_queue_head_does_not_take_a_new_arrivals_room(monkeypatch):

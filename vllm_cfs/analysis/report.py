@@ -56,7 +56,7 @@ def setup_lines(study: Study) -> list[str]:
         fair_env = study.fair_folder.env
         lines += ["", f"FairScheduler's runs ({study.fair_folder.path}/env.txt; the same workload):"]
         lines += [f"  {key}: {fair_env[key]}" for key in FAIR_ENV_KEYS if key in fair_env]
-        lines += ["  FairScheduler (vllm_cfs/fair.py, docs/policies.md): first token first (a request with no token yet",
+        lines += ["  FairScheduler (vllm_cfs/v0/fair.py, docs/policies.md): first token first (a request with no token yet",
                   "  takes the room of the running request that arrived last, after waiting up to fair_patience_tokens",
                   "  steps for a finishing one's), then first come first served."]
     if study.swap_paths is not None:

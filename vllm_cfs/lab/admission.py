@@ -60,7 +60,7 @@ def main(argv=None) -> int:
 
     os.environ["CFS_INTERVAL"] = str(args.interval)
     from vllm_cfs.lab.variants import CFSHeldBySwapped
-    from vllm_cfs.scheduler import CFSScheduler
+    from vllm_cfs.v0.scheduler import CFSScheduler
 
     variants = []
     for granularity in (0, args.interval, 2 * args.interval, 4 * args.interval):

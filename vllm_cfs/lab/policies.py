@@ -22,7 +22,7 @@ CFS = "vllm_cfs.CFSScheduler"
 # The policy the name ``ours`` runs: a scheduler class path and its ReplayConfig settings; a better
 # scheduler replaces it here, and only here.
 OURS: Mapping[str, Any] = {"scheduler_cls": "vllm_cfs.FairScheduler"}
-OURS_DESCRIPTION = ("FairScheduler (vllm_cfs/fair.py): first token first, a newcomer taking the room of the "
+OURS_DESCRIPTION = ("FairScheduler (vllm_cfs/v0/fair.py): first token first, a newcomer taking the room of the "
                     "latest arrival after up to FAIR_PATIENCE_TOKENS=8 steps (unless that one has the most work "
                     "left), then to completion; swapped streams come back worst stalled first")
 

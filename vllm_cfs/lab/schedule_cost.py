@@ -10,7 +10,7 @@ clock (``TraceDriver.last_schedule_cpu_ns``).
 A profiled run also reports the share of ``schedule()`` time spent looking up physical block
 ids for the swap mappings: the block manager's calls to its allocator's
 ``get_physical_block_id``, whichever class implements it (vLLM's sorts the device's whole block
-set on every call; ``vllm_cfs.block_lookup`` reads a table), and the functions with the most
+set on every call; ``vllm_cfs.v0.block_lookup`` reads a table), and the functions with the most
 time of their own inside ``schedule()``.
 """
 

@@ -4,7 +4,7 @@ from collections import deque
 
 from vllm.core.scheduler import SchedulerOutputs
 
-from vllm_cfs.scheduler import CFSScheduler
+from vllm_cfs.v0.scheduler import CFSScheduler
 
 
 class CFSHeldBySwapped(CFSScheduler):

@@ -28,16 +28,17 @@ from collections import deque
 from vllm.core.scheduler import SchedulerOutputs
 from vllm.sequence import SequenceGroup
 
-from vllm_cfs.policy import (eviction_key, first_token_key, remaining_tokens, room_frees_within, stall_cost_key, vruntime,
+from vllm_cfs.policy import (eviction_key, first_token_key, room_frees_within, stall_cost_key,
                              yields_to_new_arrivals_only)
-from vllm_cfs.scheduler import CFSScheduler
 from vllm_cfs.settings import read_patience_tokens
+from vllm_cfs.v0.adapter import request_state, vruntime
+from vllm_cfs.v0.scheduler import CFSScheduler
 
 
 class FairScheduler(CFSScheduler):
     """vLLM V0 scheduler: first token first, then first come first served (ignores CFS_INTERVAL)."""
 
-    rank_key = staticmethod(first_token_key)
+    policy_key = staticmethod(first_token_key)
 
     def __init__(self, *args, **kwargs) -> None:
         # Read before the parent logs describe(): a newcomer waits this many decode steps for a
@@ -67,8 +68,8 @@ class FairScheduler(CFSScheduler):
         # running queue when decodes need blocks, and swap in from the head of the swapped queue:
         # newcomers first, the victim out, and back in the stream that stalled worst.
         self._steps += 1
-        self._longest_remaining = max(map(remaining_tokens, itertools.chain(self.waiting, self.running, self.swapped)),
-                                      default=0)
+        self._longest_remaining = max((request_state(g).remaining_tokens
+                                       for g in itertools.chain(self.waiting, self.running, self.swapped)), default=0)
         self._note_first_tokens()
         self.waiting = deque(sorted(self.waiting, key=self.rank_key))
         self.running = deque(sorted(self.running, key=self._eviction_key))
@@ -89,7 +90,7 @@ class FairScheduler(CFSScheduler):
 
     def _swap_in_key(self, seq_group: SequenceGroup):
         """The swapped queue's order: the stream whose TPOT the stall hurts most first."""
-        return stall_cost_key(seq_group, self._steps - self._first_token_step.get(seq_group.request_id, self._steps))
+        return stall_cost_key(request_state(seq_group), self._steps - self._first_token_step.get(seq_group.request_id, self._steps))
 
     def _keeps_patience(self, newcomer: SequenceGroup) -> bool:
         """Whether the head newcomer waits this step for a finishing request's room (at most
@@ -103,7 +104,7 @@ class FairScheduler(CFSScheduler):
         return True
 
     def _room_frees_soon(self, newcomer: SequenceGroup) -> bool:
-        running = [(remaining_tokens(g), self._gpu_blocks_held(g), g.get_max_num_running_seqs())
+        running = [(request_state(g).remaining_tokens, self._gpu_blocks_held(g), g.get_max_num_running_seqs())
                    for g in self.running]
         needed = (self._gpu_blocks_to_admit(newcomer) + self.block_manager.watermark_blocks,
                   newcomer.get_max_num_running_seqs())
@@ -113,7 +114,7 @@ class FairScheduler(CFSScheduler):
 
     def _eviction_key(self, seq_group: SequenceGroup):
         """Overridden: the latest arrival yields, unless it is the one whose stall ends the workload later."""
-        return eviction_key(seq_group, self._longest_remaining)
+        return eviction_key(request_state(seq_group), self._longest_remaining)
 
     def _should_yield(self, running: SequenceGroup, contender: SequenceGroup, contender_key) -> bool:
         """Overridden: only a request waiting for admission takes a running request's room."""

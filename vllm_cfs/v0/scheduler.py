@@ -38,10 +38,11 @@ from vllm.core.scheduler import (
 from vllm.logger import init_logger
 from vllm.sequence import Sequence, SequenceGroup, SequenceStatus
 
-from vllm_cfs.block_lookup import with_indexed_lookup
-from vllm_cfs.block_pools import blocks_on_cpu, return_to_gpu_pool
-from vllm_cfs.policy import ahead_by_a_time_slice, cfs_key, vruntime  # noqa: F401 (vruntime: public)
+from vllm_cfs.policy import ahead_by_a_time_slice, cfs_key
 from vllm_cfs.settings import CFSConfigError, read_cfs_interval, read_min_granularity
+from vllm_cfs.v0.adapter import request_state
+from vllm_cfs.v0.block_lookup import with_indexed_lookup
+from vllm_cfs.v0.block_pools import blocks_on_cpu, return_to_gpu_pool
 
 # Under vLLM's logger, so that `vllm serve` prints our lines with its own, in its format; a
 # logger outside the "vllm" tree has no handler there and its INFO lines are lost.
@@ -72,7 +73,7 @@ class CFSScheduler(Scheduler):
     # Let new arrivals prefill in default steps even while victims sit in the swapped queue.
     prefill_while_swapped = True
     # The policy (vllm_cfs.policy): how requests rank, smallest first.
-    rank_key = staticmethod(cfs_key)
+    policy_key = staticmethod(cfs_key)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -278,6 +279,10 @@ class CFSScheduler(Scheduler):
         self.waiting = deque(sorted(self.waiting, key=self.rank_key))
 
     # ------------------------------------------------------------------ helpers
+
+    def rank_key(self, seq_group: SequenceGroup):
+        """The policy's rank of a request, smallest first."""
+        return self.policy_key(request_state(seq_group))
 
     def _eviction_key(self, seq_group: SequenceGroup):
         """The order victims are taken in, the last first: the rank, unless a policy says otherwise."""
