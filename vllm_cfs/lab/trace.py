@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import cProfile
 import itertools
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence as Seq, Type
@@ -26,34 +25,9 @@ from vllm.sampling_params import SamplingParams
 from vllm.sequence import (Logprob, ParallelSampleSequenceGroup, Sequence, SequenceGroup,
                            SequenceGroupBase, SequenceGroupMetadata, SequenceStatus)
 
+from vllm_cfs.lab.traces import RequestOutcome, TraceRequest, random_trace  # noqa: F401 (random_trace: public)
+
 BLOCK_SIZE = 16
-
-
-@dataclass(frozen=True)
-class TraceRequest:
-    request_id: str
-    arrival_step: int
-    prompt_len: int
-    max_tokens: int
-    priority: int = 0
-    n: int = 1  # parallel samples; the driver splits them into n groups as LLMEngine does
-
-
-@dataclass
-class RequestOutcome:
-    request_id: str
-    arrival_step: int
-    first_token_step: Optional[int] = None
-    finish_step: Optional[int] = None
-    output_tokens: int = 0
-    ignored: bool = False
-    aborted: bool = False
-
-    @property
-    def ttft_steps(self) -> Optional[int]:
-        if self.first_token_step is None:
-            return None
-        return self.first_token_step - self.arrival_step
 
 
 @dataclass(frozen=True)
@@ -82,14 +56,6 @@ def make_scheduler(scheduler_cls: Type[Scheduler], pools: Pools) -> Scheduler:
     cache_config.num_gpu_blocks = pools.num_gpu_blocks
     cache_config.num_cpu_blocks = pools.num_cpu_blocks
     return scheduler_cls(scheduler_config, cache_config, None)
-
-
-def random_trace(rng: random.Random, num_requests: int, *, max_arrival_step: int,
-                 prompt_lens: tuple[int, int], max_tokens: tuple[int, int]) -> List[TraceRequest]:
-    """Requests with uniformly drawn arrival steps, prompt lengths and output lengths."""
-    arrivals = sorted(rng.randint(0, max_arrival_step) for _ in range(num_requests))
-    return [TraceRequest(f"r{i}", arrival, rng.randint(*prompt_lens), rng.randint(*max_tokens))
-            for i, arrival in enumerate(arrivals)]
 
 
 @dataclass

@@ -20,7 +20,7 @@ class RequestState:
     generated_tokens: int  # the CFS vruntime: output tokens so far (the most of any of its sequences)
     max_tokens: int  # the cap the client sent: the reply may end sooner, at EOS
     computed_tokens: int = 0  # tokens whose KV the engine holds or has scheduled
-    blocks_held: Optional[int] = None  # GPU KV blocks it holds now; None where the adapter was not asked
+    blocks_held: Optional[int] = None  # GPU KV blocks it holds now; None where the caller did not look
 
     @property
     def remaining_tokens(self) -> int:
