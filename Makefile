@@ -1,6 +1,7 @@
-# vllm-cfs: `make test` runs the test suite, `make hw2` runs the whole experiment.
-# Both create .venv on first use and rebuild it only when the pins (pyproject.toml, constraints.txt)
-# change: installing vLLM 0.9.0 pulls torch 2.7.0, several GB worth caching.
+# vllm-cfs: `make test` runs the test suites, `make hw2` runs the whole experiment.
+# Two engines, two venvs, each created on first use and rebuilt only when its own pins change
+# (torch alone is several GB): .venv holds vLLM 0.9.0 (V0; pyproject.toml, constraints.txt),
+# .venv-v1 the V1 pin (requirements-v1.txt, constraints-v1.txt). They cannot share one: torch 2.7 vs 2.11.
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,9 +9,15 @@ PIN_HASH := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.pins-$(PIN_HASH)
 PY := $(VENV)/bin/python
 
-.PHONY: venv test hw2 bench clean-venv
+VENV_V1 := .venv-v1
+V1_PIN_HASH := $(shell cat pyproject.toml requirements-v1.txt constraints-v1.txt | sha256sum | cut -c1-16)
+V1_STAMP := $(VENV_V1)/.pins-$(V1_PIN_HASH)
+
+.PHONY: venv venv-v1 test hw2 bench clean-venv
 
 venv: $(STAMP)
+
+venv-v1: $(V1_STAMP)
 
 $(STAMP):
 	rm -rf $(VENV)
@@ -19,10 +26,21 @@ $(STAMP):
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+$(V1_STAMP):
+	rm -rf $(VENV_V1)
+	$(PYTHON) -m venv $(VENV_V1)
+	$(VENV_V1)/bin/pip install --quiet --upgrade pip
+	$(VENV_V1)/bin/pip install --quiet -c constraints-v1.txt -r requirements-v1.txt
+	$(VENV_V1)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
 # Two or more workers (pytest-xdist): one module's vLLM server starts while another's burst runs;
 # tests/conftest.py keeps each module, and each folder that shares a server, on one worker.
-test: venv
+# Each venv runs the suites its vLLM can import (tests/conftest.py): .venv every folder but tests/v1,
+# .venv-v1 tests/v1.
+test: venv venv-v1
 	$(VENV)/bin/pytest -q -n auto --maxprocesses 4
+	$(VENV_V1)/bin/pytest -q -n auto --maxprocesses 4
 
 # HW2_ARGS: options for hw2/run_all.sh, e.g. `make hw2 HW2_ARGS=--staged-swap` (its --help lists them)
 HW2_ARGS ?=
@@ -34,4 +52,4 @@ bench: venv
 	$(PY) benchmarks/benchmark_scheduler.py
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV_V1)

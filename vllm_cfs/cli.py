@@ -1,10 +1,12 @@
 """``vllm-cfs serve MODEL [vllm serve options]``: vLLM's own ``vllm serve``, set up for the CFS scheduler.
 
-It adds what the CFS scheduler needs unless the command line already says it (``--opt VALUE``,
-``--opt=VALUE``, with dashes or underscores): VLLM_USE_V1=0, ``--scheduler-cls
-vllm_cfs.CFSScheduler``, ``--preemption-mode swap``, ``--swap-space 16`` and ``--host
-127.0.0.1``; and, when no GPU is usable here, the simulated GPU (VLLM_CFS_SIM_GPU=a100-40gb),
-said on stderr. Then it replaces itself (exec) with ``python -m vllm.entrypoints.cli.main serve
+The engine is the one the installed vLLM runs (``--engine v0|v1`` says which is expected, and is
+refused in one line where the other is installed). It adds what the CFS scheduler needs unless the
+command line already says it (``--opt VALUE``, ``--opt=VALUE``, with dashes or underscores): on V0
+VLLM_USE_V1=0, ``--scheduler-cls vllm_cfs.CFSScheduler``, ``--preemption-mode swap``,
+``--swap-space 16``; on V1 ``--scheduler-cls vllm_cfs.CFSScheduler`` (V1 preempts by recompute
+only); on both ``--host 127.0.0.1``; and, when no GPU is usable here, the simulated GPU
+(VLLM_CFS_SIM_GPU=a100-40gb), said on stderr. Then it replaces itself (exec) with ``python -m vllm.entrypoints.cli.main serve
 ...`` in this interpreter: vLLM parses every argument itself, the server keeps this process's id
 (signals, process groups and exit codes reach vLLM directly, nothing of ours stays around), and
 the environment is set before vLLM is imported (some of its settings are read at import).
@@ -32,17 +34,26 @@ from vllm_cfs.sim.profile import PROFILE_ENV, ProfileError, load_profile, shippe
 PROG = "vllm-cfs"
 SCHEDULER = "vllm_cfs.CFSScheduler"
 DEFAULT_SIM_GPU = "a100-40gb"
-# (option, value) added to `vllm serve` unless the command line gives the option.
-DEFAULT_OPTIONS = (
-    ("--scheduler-cls", SCHEDULER),
-    ("--preemption-mode", "swap"),
-    ("--swap-space", "16"),  # GiB of CPU memory per GPU, as in the assignment
-    ("--host", "127.0.0.1"),
-)
+ENGINES = ("v0", "v1")
+# (option, value) added to `vllm serve` unless the command line gives the option, per engine.
+DEFAULT_OPTIONS = {
+    "v0": (
+        ("--scheduler-cls", SCHEDULER),
+        ("--preemption-mode", "swap"),
+        ("--swap-space", "16"),  # GiB of CPU memory per GPU, as in the assignment
+        ("--host", "127.0.0.1"),
+    ),
+    "v1": (
+        ("--scheduler-cls", SCHEDULER),
+        ("--host", "127.0.0.1"),
+    ),
+}
+VENV_OF_ENGINE = {"v0": ".venv (make venv)", "v1": ".venv-v1 (make venv-v1)"}
 
-HELP = f"""usage: {PROG} serve MODEL [vllm serve options]
+HELP = f"""usage: {PROG} serve MODEL [--engine v0|v1] [vllm serve options]
 
-Serve a model with vLLM 0.9.0's V0 engine and the CFS scheduler (vllm_cfs.CFSScheduler).
+Serve a model with the CFS scheduler (vllm_cfs.CFSScheduler) on the vLLM installed here: vLLM
+0.9.0's V0 engine (.venv) or the V1 pin's V1 engine (.venv-v1).
 
 commands:
   serve MODEL [...]   vLLM's OpenAI-compatible server with the CFS setup ({PROG} serve --help)
@@ -51,16 +62,23 @@ options:
   -h, --help          this text
 """
 
-SERVE_HELP = f"""usage: {PROG} serve MODEL [vllm serve options]
+SERVE_HELP = f"""usage: {PROG} serve MODEL [--engine v0|v1] [vllm serve options]
 
 Runs vLLM's own `vllm serve MODEL ...` (it replaces this process) with these additions, each
-only when the command line does not give that option itself (as --opt VALUE or --opt=VALUE):
+only when the command line does not give that option itself (as --opt VALUE or --opt=VALUE).
 
+On vLLM 0.9.0 (V0, the assignment's engine; .venv):
   VLLM_USE_V1=0                          vLLM's V0 engine, the one this scheduler extends
   --scheduler-cls {SCHEDULER}   the CFS scheduler
   --preemption-mode swap                 preempted requests keep their KV cache in CPU memory
   --swap-space 16                        GiB of CPU swap space per GPU
+On the V1 pin (vLLM V1, .venv-v1; preemption is recompute only there):
+  --scheduler-cls {SCHEDULER}   the CFS scheduler, vllm_cfs.v1's
+On both:
   --host 127.0.0.1                       local clients only (--host 0.0.0.0: every interface)
+
+--engine v0|v1   the engine you expect; refused in one line if the vLLM installed here runs the
+                 other (default: whichever is installed)
 
 GPU: when no GPU is usable (`nvidia-smi -L` fails or lists none, or CUDA_VISIBLE_DEVICES is ""
 or "-1"), it serves on a SIMULATED {DEFAULT_SIM_GPU} and says so on stderr: vLLM's real engine,
@@ -133,16 +151,17 @@ def _option_value(args: Sequence[str], name: str) -> Optional[str]:
     return value
 
 
-def _check_cfs_setup(args: Sequence[str], environ: Mapping[str, str]) -> None:
-    if _option_value(args, "--scheduler-cls") not in (None, SCHEDULER, "vllm_cfs.v0.scheduler.CFSScheduler"):
+def _check_cfs_setup(args: Sequence[str], environ: Mapping[str, str], engine: str) -> None:
+    if _option_value(args, "--scheduler-cls") not in (None, SCHEDULER, "vllm_cfs.v0.scheduler.CFSScheduler",
+                                                       "vllm_cfs.v1.CFSScheduler", "vllm_cfs.v1.scheduler.CFSScheduler"):
         return  # another scheduler: its business
     try:
         interval = read_cfs_interval(environ)
         read_min_granularity(interval, environ)
     except CFSConfigError as exc:
         raise UsageError(str(exc)) from None
-    if interval == 0:
-        return
+    if interval == 0 or engine == "v1":
+        return  # V1 chunks every prefill and runs one step at a time whatever the policy
     flags = [name for name in map(_option_name, args) if name in ("--enable-chunked-prefill", "--no-enable-chunked-prefill")]
     if flags and flags[-1] == "--enable-chunked-prefill":
         raise UsageError("CFS scheduling needs whole-prompt prefills: drop --enable-chunked-prefill (or set CFS_INTERVAL=0)")
@@ -152,22 +171,46 @@ def _check_cfs_setup(args: Sequence[str], environ: Mapping[str, str]) -> None:
                          "is not supported with CFS (or set CFS_INTERVAL=0)")
 
 
+def _take_engine(args: list[str], installed: str) -> str:
+    """Removes ``--engine X`` / ``--engine=X`` (ours, not vLLM's) from args; the engine to serve on."""
+    wanted = _option_value(args, "--engine")
+    for i in reversed(range(len(args))):
+        if _option_name(args[i]) == "--engine":
+            del args[i:i + (1 if "=" in args[i] else 2)]
+    if wanted is None:
+        return installed
+    if wanted not in ENGINES:
+        raise UsageError(f"--engine {wanted!r} is not an engine: use v0 (vLLM 0.9.0) or v1 (the V1 pin)")
+    if wanted != installed:
+        raise UsageError(f"--engine {wanted}: the vLLM installed here runs {installed}; "
+                         f"use the {wanted} venv, {VENV_OF_ENGINE[wanted]}")
+    return wanted
+
+
 def plan_serve(args: Sequence[str], environ: Mapping[str, str] = os.environ,
-               gpu_check: Callable[[Mapping[str, str]], bool] = gpu_usable) -> ServePlan:
+               gpu_check: Callable[[Mapping[str, str]], bool] = gpu_usable,
+               installed_engine: Optional[str] = None) -> ServePlan:
     """What ``vllm-cfs serve ARGS`` runs: the command, its environment, the lines to say first."""
     args = list(args)
+    if installed_engine is None:
+        from vllm_cfs import engine as installed_engine_of
+
+        installed_engine = installed_engine_of()
+    engine = _take_engine(args, installed_engine)
     if "--model" in map(_option_name, args):
         raise UsageError("give the model as MODEL (vllm-cfs serve MODEL ...), not with --model")
     has_config = "--config" in map(_option_name, args)
     if not args or (args[0].startswith("-") and not has_config):
         raise UsageError("MODEL is missing (it comes first): vllm-cfs serve MODEL [vllm serve options]")
     model = None if args[0].startswith("-") else args[0]
-    if environ.get("VLLM_USE_V1", "0").strip() not in ("0", ""):
-        raise UsageError(f"the CFS scheduler runs in vLLM's V0 engine, but VLLM_USE_V1={environ['VLLM_USE_V1']}: unset it or set it to 0")
-    _check_cfs_setup(args, environ)
+    if engine == "v0" and environ.get("VLLM_USE_V1", "0").strip() not in ("0", ""):
+        raise UsageError(f"the CFS scheduler on vLLM 0.9.0 runs in vLLM's V0 engine, but VLLM_USE_V1={environ['VLLM_USE_V1']}: "
+                         "unset it or set it to 0 (the V1 policies need the V1 pin: .venv-v1)")
+    _check_cfs_setup(args, environ, engine)
 
     env = dict(environ)
-    env["VLLM_USE_V1"] = "0"
+    if engine == "v0":
+        env["VLLM_USE_V1"] = "0"
     notes = []
     if environ.get(PROFILE_ENV):
         notes.append(f"{PROFILE_ENV} is set: serving on a SIMULATED {environ[PROFILE_ENV]}")
@@ -185,7 +228,7 @@ def plan_serve(args: Sequence[str], environ: Mapping[str, str] = os.environ,
             raise UsageError(str(exc)) from None
 
     given = {_option_name(arg) for arg in args}
-    added = [item for option, value in DEFAULT_OPTIONS if option not in given for item in (option, value)]
+    added = [item for option, value in DEFAULT_OPTIONS[engine] if option not in given for item in (option, value)]
     argv = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", *args, *added]
     shown_env = " ".join(f"{name}={shlex.quote(env[name])}" for name in ("VLLM_USE_V1", PROFILE_ENV) if env.get(name))
     notes.append(f"running: {shown_env} vllm serve {shlex.join([*args, *added])}")

@@ -141,3 +141,12 @@ def test_bad_command_lines_get_one_line_and_exit_code_2(args, env, message):
 ])
 def test_what_cfs_does_not_refuse(args, env):
     assert plan_serve(args, clean_env(**env), gpu_check=no_gpu).argv
+
+
+def test_engine_v0_is_taken_off_the_command_and_v1_is_refused_here():
+    plan = plan_serve([MODEL, "--engine", "v0", "-tp", "2"], clean_env(), gpu_check=no_gpu, installed_engine="v0")
+    assert "--engine" not in plan.argv and plan.env["VLLM_USE_V1"] == "0"
+    with pytest.raises(Exception, match=r"--engine v1: the vLLM installed here runs v0; use the v1 venv, \.venv-v1"):
+        plan_serve([MODEL, "--engine=v1"], clean_env(), gpu_check=no_gpu, installed_engine="v0")
+    with pytest.raises(Exception, match="is not an engine"):
+        plan_serve([MODEL, "--engine", "v2"], clean_env(), gpu_check=no_gpu, installed_engine="v0")
