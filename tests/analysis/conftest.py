@@ -13,7 +13,7 @@ import pytest
 from vllm_cfs.analysis.server_log import MARKER
 from vllm_cfs.bench.client import ClientConfig, run_burst
 from vllm_cfs.bench.datasets import load_tokenizer
-from vllm_cfs.bench.results import RunResult
+from vllm_cfs.results import RunResult
 from vllm_cfs.bench.workload import WorkloadConfig, build_workload
 from vllm_cfs.sim.model_dir import codellama_34b_dir
 from vllm_cfs.sim.server import ServerOptions, simulated_server

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_cfs.bench.results import RunResult
+from vllm_cfs.results import RunResult
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "benchmark_serving.py"
 

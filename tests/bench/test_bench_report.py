@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from vllm_cfs.bench.report import format_report
-from vllm_cfs.bench.results import RequestRecord, RunResult
+from vllm_cfs.results import RequestRecord, RunResult
 
 
 def make_result() -> RunResult:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from vllm_cfs.bench.results import (
+from vllm_cfs.results import (
     SCHEMA_VERSION,
     RequestRecord,
     RunResult,
@@ -106,7 +106,7 @@ def test_unreadable_results_are_refused_clearly(text, message):
 
 
 def test_bench_imports_neither_vllm_nor_torch():
-    code = ("import sys, vllm_cfs.bench.results, vllm_cfs.bench.workload, vllm_cfs.bench.client, "
+    code = ("import sys, vllm_cfs.results, vllm_cfs.bench.workload, vllm_cfs.bench.client, "
             "vllm_cfs.bench.report; print(sorted(m for m in ('vllm', 'torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from vllm_cfs.bench import cli
-from vllm_cfs.bench.results import RequestRecord, RunResult, percentile, time_per_output_token
+from vllm_cfs.results import RequestRecord, RunResult, percentile, time_per_output_token
 from vllm_cfs.bench.vllm_dialect import (
     DialectError,
     Report,

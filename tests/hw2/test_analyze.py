@@ -25,7 +25,7 @@ from vllm_cfs.analysis.report import setup_lines
 from vllm_cfs.analysis.study import load_study
 from vllm_cfs.analysis.server_log import read_server_log
 from vllm_cfs.analysis.swap_paths import swap_paths_table
-from vllm_cfs.bench.results import RunResult, percentile
+from vllm_cfs.results import RunResult, percentile
 
 TASK31_PLOTS = ("ttft", "tpot", "gpu_kv")
 TASK32_PLOTS = ("ttft", "tpot", "gpu_kv", "cpu_kv", "waiting", "pareto")

@@ -10,7 +10,7 @@ import pytest
 from hw2_scripts import BURST_ENV, HW2, group_is_gone, run_script, server_groups
 
 from vllm_cfs.analysis.server_log import MARKER, read_server_log
-from vllm_cfs.bench.results import RunResult
+from vllm_cfs.results import RunResult
 from vllm_cfs.experiment.environment import read_env
 from vllm_cfs.swap import WORKER_CLS
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vllm_cfs.bench.results import RunResult
+from vllm_cfs.results import RunResult
 from vllm_cfs.lab.plots import sweep_plots
 from vllm_cfs.lab.policies import OURS, blocks_for_all, select
 from vllm_cfs.settings import DEFAULT_STAGING_BLOCKS

@@ -7,7 +7,7 @@ import time
 import pytest
 from vllm.core.scheduler import Scheduler
 
-from vllm_cfs.bench.results import RunResult
+from vllm_cfs.results import RunResult
 from vllm_cfs.settings import DEFAULT_STAGING_BLOCKS
 from vllm_cfs.sim.profile import load_profile
 from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest, replay, replay_many, to_run_result

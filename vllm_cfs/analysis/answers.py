@@ -17,7 +17,7 @@ from vllm_cfs.analysis import evidence as ev
 from vllm_cfs.analysis.plots import interval_label
 from vllm_cfs.analysis.study import Burst, Study
 from vllm_cfs.analysis.swap_paths import swap_paths_table
-from vllm_cfs.bench.results import RequestRecord
+from vllm_cfs.results import RequestRecord
 
 # vLLM admits a prefill only when its whole prompt fits above a small watermark, so with prompts of
 # hundreds of tokens admission stops a few percent short of 100 %: 90 % counts as full.

@@ -11,7 +11,7 @@ import statistics
 from typing import Callable, Optional, Sequence
 
 from vllm_cfs.analysis.server_log import StatsSample
-from vllm_cfs.bench.results import RequestRecord, RunResult
+from vllm_cfs.results import RequestRecord, RunResult
 
 
 def ttft_ms(result: RunResult, index: int) -> Optional[float]:

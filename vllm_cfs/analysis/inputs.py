@@ -1,7 +1,7 @@
 """Load a results folder that ``hw2/sweep.sh`` wrote: client results per interval and run, the
 server log of each interval, env.txt and the model's config.json.
 
-    results_3.2/p10_r1.json   client records (vllm_cfs.bench.results.RunResult)
+    results_3.2/p10_r1.json   client records (vllm_cfs.results.RunResult)
     results_3.2/server_p10.log
     results_3.2/env.txt, model_config.json
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from vllm_cfs.analysis.server_log import ServerLog, read_server_log
-from vllm_cfs.bench.results import RunResult
+from vllm_cfs.results import RunResult
 from vllm_cfs.experiment.environment import read_env
 
 _RUN_FILE = re.compile(r"^(?:p(\d+)|(fair))_r(\d+)\.json$")

@@ -20,7 +20,7 @@ from vllm_cfs.analysis.evidence import IntervalRow, seconds_since_first  # noqa:
 from vllm_cfs.analysis.inputs import FAIR, FAIR_LABEL  # noqa: E402
 from vllm_cfs.analysis.server_log import StatsSample  # noqa: E402
 from vllm_cfs.analysis.swap_paths import PATH_LABELS, PER_BLOCK, STAGED, SwapPaths  # noqa: E402
-from vllm_cfs.bench.results import RunResult  # noqa: E402
+from vllm_cfs.results import RunResult  # noqa: E402
 
 DPI = 120
 SIZE_IN = (8.0, 4.8)

@@ -16,7 +16,7 @@ from vllm_cfs.analysis.inputs import (FAIR, FAIR_LABEL, FCFS, InputError, Interv
 from vllm_cfs.analysis.kv_memory import KvFootprint, kv_footprint
 from vllm_cfs.analysis.server_log import KvBlocks, StatsSample
 from vllm_cfs.analysis.swap_paths import SwapPaths, first_log_value, swap_path_rows
-from vllm_cfs.bench.results import RunResult
+from vllm_cfs.results import RunResult
 
 COMPARED_INTERVAL = 10  # the assignment's CFS setting: plots compare it with FCFS
 # What makes two bursts the same workload (the client's setup keys): Fair is compared with the

@@ -11,7 +11,7 @@ Two dialects share one parser:
 The dialect is vllm as soon as any option that only vLLM's script has is given (``--backend``,
 ``--host``, ``--port``, ``--endpoint``, ``--save-result``, ``--ignore-eos``, ...), else cfs;
 ``--dialect`` says it outright. Whatever the dialect, ``--result-text`` gets our report and
-``--result-json`` every record (``vllm_cfs.bench.results``).
+``--result-json`` every record (``vllm_cfs.results``).
 
 vLLM options that cannot apply to this client are refused (``--profile``, ``--logprobs``,
 ``--lora-modules``, backends other than vllm and openai, vLLM's datasets other than random and
@@ -36,7 +36,7 @@ from typing import Any, Optional
 from vllm_cfs.bench.client import ClientConfig, run_burst
 from vllm_cfs.bench.datasets import WorkloadError, load_tokenizer
 from vllm_cfs.bench.report import format_report
-from vllm_cfs.bench.results import RunResult
+from vllm_cfs.results import RunResult
 from vllm_cfs.bench.vllm_dialect import (
     DEFAULT_METRIC_PERCENTILES,
     DEFAULT_PERCENTILE_METRICS,

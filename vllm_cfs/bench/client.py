@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional, Sequence
 import aiohttp
 from tqdm import tqdm
 
-from vllm_cfs.bench.results import RequestRecord, RunResult, time_per_output_token
+from vllm_cfs.results import RequestRecord, RunResult, time_per_output_token
 from vllm_cfs.bench.workload import RequestSpec
 
 ERROR_CHARS = 300  # server messages are cut to this length to keep reports readable

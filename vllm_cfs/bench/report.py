@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Optional
 
-from vllm_cfs.bench.results import RequestRecord, RunResult
+from vllm_cfs.results import RequestRecord, RunResult
 
 RULE = "=" * 60
 

@@ -27,7 +27,7 @@ import re
 import statistics
 from typing import Any, Optional, Sequence
 
-from vllm_cfs.bench.results import RequestRecord, RunResult, percentile
+from vllm_cfs.results import RequestRecord, RunResult, percentile
 
 # name in options and keys -> (name in labels, section title), in vLLM's order
 METRICS = {
@@ -43,7 +43,7 @@ WIDTH = 50  # of the block's rules
 LABEL_WIDTH = 40
 VALUE_WIDTH = 10
 DATE_FORMAT = "%Y%m%d-%H%M%S"
-OUR_KEY = "vllm_cfs"  # the whole RunResult (schema of vllm_cfs.bench.results) in the saved document
+OUR_KEY = "vllm_cfs"  # the whole RunResult (schema of vllm_cfs.results) in the saved document
 
 # Keys the saved document always has; --metadata may not replace them.
 FIXED_KEYS = frozenset({

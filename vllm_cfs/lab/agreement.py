@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 from vllm_cfs.bench.client import ClientConfig, run_burst
 from vllm_cfs.bench.datasets import load_tokenizer
-from vllm_cfs.bench.results import RunResult
+from vllm_cfs.results import RunResult
 from vllm_cfs.bench.workload import Workload
 from vllm_cfs.lab.policies import Policy
 from vllm_cfs.sim.model_dir import SERVED_MODEL_NAME, codellama_34b_dir

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from tqdm import tqdm
 
-from vllm_cfs.bench.results import RunResult
+from vllm_cfs.results import RunResult
 from vllm_cfs.bench.workload import WorkloadConfig, build_workload
 from vllm_cfs.lab.occupancy import near_empty, requests_that_fit
 from vllm_cfs.lab.policies import Policy
@@ -182,7 +182,7 @@ def _cell(value: Any) -> Any:
 
 
 def write_runs(runs: Iterable[Run], folder: Path) -> list[Path]:
-    """Each replay in the client's results schema (vllm_cfs.bench.results), one file each."""
+    """Each replay in the client's results schema (vllm_cfs.results), one file each."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for run in runs:

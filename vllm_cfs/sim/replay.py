@@ -23,7 +23,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from vllm_cfs.bench.results import RequestRecord, RunResult, time_per_output_token
+from vllm_cfs.results import RequestRecord, RunResult, time_per_output_token
 from vllm_cfs.settings import CFS_INTERVAL_ENV, MIN_GRANULARITY_ENV
 from vllm_cfs.sim.clock import CLOCK_ENV, HostGap, VirtualClock
 from vllm_cfs.sim.profile import PROFILE_ENV

@@ -1,8 +1,8 @@
 """The results of one burst: per-request records, their summary, and the JSON file that holds them.
 
-One schema for both producers: the live client (``vllm_cfs.bench.client``) and the virtual-time
-replay of the simulator, which converts its output into these classes. The analysis reads only
-this. Plain Python on purpose: importing it must not pull in vLLM or torch.
+One schema for both producers, below both: the live client (``vllm_cfs.bench.client``) and the
+virtual-time replays of the simulator (V0's and V1's), which convert their output into these
+classes. The analysis reads only this. Plain Python on purpose: importing it must not pull in vLLM or torch.
 
 Times are seconds in the records and milliseconds in the summary (what people quote).
 """
