@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from vllm_cfs.sim.platform import activate
+from vllm_cfs.sim.plugin import activate
 from vllm_cfs.sim.profile import PROFILE_ENV, GPUProfile, ProfileError, load_profile, shipped_profile_names
 
 

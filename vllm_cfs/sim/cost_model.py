@@ -54,6 +54,22 @@ class StepCost:
         return self.overhead + self.swap_in + self.swap_out + self.prefill + self.decode + self.allreduce
 
 
+@dataclasses.dataclass(frozen=True)
+class MixedStepCost:
+    """Seconds per part of one V1 step (one forward pass over prefill chunks and decodes together)."""
+
+    overhead: float
+    forward: float  # the roofline pass: the larger of its compute and its memory traffic
+    allreduce: float
+    compute: float = 0.0  # the pass's compute time, for reading which side bound it
+    memory: float = 0.0  # the pass's memory-traffic time
+    kv_transfer: float = 0.0  # KV copies to or from host memory that the step waits for
+
+    @property
+    def total(self) -> float:
+        return self.overhead + self.forward + self.allreduce + self.kv_transfer
+
+
 class CostModel:
     """`staging_blocks`: None for vLLM 0.9's per-block swap, else the staged swap worker's buffer size."""
 
@@ -181,6 +197,16 @@ class CostModel:
             gpu.host_link_bytes_per_s * gpu.swap_bandwidth_efficiency
         )
 
+    def kv_offload_time(self, blocks: int) -> float:
+        """One direction's copy of n GPU blocks to or from host memory by vLLM V1's KV offloading
+        (--kv-offloading-backend native): n * (swap_copy_overhead_s + block_bytes / (host_link *
+        swap_bandwidth_efficiency)). Its connector asks for the cross-layer KV layout, where a
+        block's layers lie together: one copy per block, not vLLM 0.9's one per layer for K and V.
+        """
+        gpu = self.gpu
+        return blocks * (gpu.swap_copy_overhead_s + self.block_bytes / (
+            gpu.host_link_bytes_per_s * gpu.swap_bandwidth_efficiency))
+
     def step_cost(self, work: StepWork) -> StepCost:
         """overhead + swap in + swap out + prefill + decode + all-reduces.
 
@@ -195,4 +221,42 @@ class CostModel:
             prefill=self.prefill_time(work.prefills),
             decode=self.decode_time(work.decode_contexts),
             allreduce=self.allreduce_time(work.tokens),
+        )
+
+    def mixed_step_cost(self, prefills: Sequence[PrefillChunk], decode_contexts: Sequence[int]) -> MixedStepCost:
+        """One forward pass over a V1 batch: prefill chunks (T_i new tokens after c_i cached) and
+        decodes (contexts d_j), as one roofline pass.
+
+        The weights are read once for the whole step, and both parts' work adds up inside the max:
+
+            compute = prefill_flops(chunks) / (peak * e(T)) + 2 * P * B / TP / (peak * decode_flops_efficiency)
+            memory  = (W + kv_bytes_per_token_per_gpu * (sum d_j + sum c_i)) / (hbm * decode_bandwidth_efficiency)
+            forward = max(compute, memory)
+            total   = step_overhead_s + forward + allreduce_time(sum T_i + B)
+
+        with T = sum T_i and B the number of decodes. Prefill compute keeps its efficiency ramp
+        e(T) (its GEMMs are as wide as its tokens); decode compute keeps its own efficiency;
+        decode attention FLOPs are left out as in ``decode_time`` (the KV they read is counted in
+        memory). A chunk's cached context is read once. Only prefills with nothing cached:
+        ``prefill_time``; only decodes: ``decode_time``; the all-reduces run over every token.
+        """
+        gpu = self.gpu
+        prefill_tokens = sum(c.tokens for c in prefills)
+        tokens = prefill_tokens + len(decode_contexts)
+        if tokens == 0:
+            return MixedStepCost(overhead=gpu.step_overhead_s, forward=0.0, allreduce=0.0)
+        compute = 0.0
+        if prefill_tokens:
+            compute += self.prefill_flops_per_gpu(prefills) / (gpu.peak_flops * self.prefill_efficiency(prefill_tokens))
+        if decode_contexts:
+            compute += 2 * self.model.parameter_count * len(decode_contexts) / self.tp / (
+                gpu.peak_flops * gpu.decode_flops_efficiency)
+        kv_read = self.kv_bytes_per_token_per_gpu * (sum(decode_contexts) + sum(c.cached_tokens for c in prefills))
+        memory = (self.weight_bytes_per_gpu + kv_read) / (gpu.hbm_bytes_per_s * gpu.decode_bandwidth_efficiency)
+        return MixedStepCost(
+            overhead=gpu.step_overhead_s,
+            forward=max(compute, memory),
+            allreduce=self.allreduce_time(tokens),
+            compute=compute,
+            memory=memory,
         )

@@ -15,6 +15,10 @@ Processes of ``vllm serve`` (V0): the API server builds the ModelConfig and hand
 VllmConfig, pickled, to the engine process it spawns, which does not build another; the engine
 process inherits ``VLLM_MODEL_REDIRECT_PATH`` from the environment in any case.
 
+On vLLM V1 (0.24) the redirect alone is not enough for ``vllm serve``: 0.24 looks the id up
+before ModelConfig applies it (``resolve_model_arguments`` says where), so the V1 platform also
+resolves shipped ids while the command line is parsed.
+
 A user's own ``VLLM_MODEL_REDIRECT_PATH`` keeps working: its entries are merged in and win.
 Without the simulated GPU none of this runs.
 """
@@ -26,7 +30,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from vllm_cfs.sim.model_dir import SHIPPED_MODELS, UnknownModelError, cache_root, check_servable
+from typing import Optional
+
+from vllm_cfs.sim.model_dir import SHIPPED_MODELS, UnknownModelError, cache_root, check_servable, local_model_dir
 
 REDIRECT_ENV = "VLLM_MODEL_REDIRECT_PATH"
 
@@ -57,6 +63,46 @@ def guard_model_arguments(parser) -> None:
     for action in parser._actions:  # argparse keeps no public list of a parser's arguments
         if action.dest in ("model_tag", "model", "tokenizer", "hf_config_path"):
             action.type = _checked_model_argument(action.type, action.default)
+
+
+def resolve_model_arguments(parser) -> None:
+    """vLLM 0.24 (V1): a shipped hub id becomes its folder while the command line is parsed, and,
+    unless --served-model-name is given, the id as typed is the served model name.
+
+    The redirect file alone does not do under V1: before ModelConfig applies it, 0.24 reads the
+    model's config.json by its id to detect a speculators model, and with HF_HUB_OFFLINE=1
+    resolves the id through the Hugging Face cache; both look for the hub id itself. Resolved
+    here, every one of them reads the folder, while clients still name the model by its id
+    (``/v1/models`` lists it). Other arguments are refused as ``guard_model_arguments`` does.
+    """
+    served = _ServedModelName()
+    for action in parser._actions:  # argparse keeps no public list of a parser's arguments
+        if action.dest in ("model_tag", "model", "tokenizer", "hf_config_path"):
+            names = served if action.dest in ("model_tag", "model") else None
+            action.type = _resolved_model_argument(action.type, action.default, names)
+        elif action.dest == "served_model_name" and action.default is None:
+            action.default = served
+
+
+class _ServedModelName(list):
+    """--served-model-name's default: filled with the model as typed, while it is parsed (an
+    explicit --served-model-name replaces it, as any default)."""
+
+
+def _resolved_model_argument(convert, default, served: Optional[_ServedModelName]):
+    check = _checked_model_argument(None, default)
+
+    def resolve(value: str):
+        if value == default:
+            return convert(value) if convert else value  # argparse converting the unused default
+        check(value)
+        if served is not None:
+            served[:] = [value]
+        folder = local_model_dir(value) if value in SHIPPED_MODELS else None
+        value = str(folder) if folder is not None else value
+        return convert(value) if convert else value
+
+    return resolve
 
 
 def _checked_model_argument(convert, default):

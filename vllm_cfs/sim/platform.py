@@ -1,9 +1,9 @@
-"""vLLM platform plugin for the simulated GPU.
+"""vLLM platform for the simulated GPU on vLLM 0.9's V0 engine.
 
-Active only when ``VLLM_CFS_SIM_GPU`` names a GPU profile (a shipped name or a profile JSON
-path); otherwise ``activate`` returns None and vLLM picks the real hardware as usual. When
-active, vLLM's V0 engine, scheduler and OpenAI server run unchanged and the GPU's work is done
-by :class:`vllm_cfs.sim.executor.SimulatedExecutor`, in one process whatever the TP size. The
+vllm_cfs.sim.plugin.activate (the entry point) selects it when ``VLLM_CFS_SIM_GPU`` names a
+GPU profile and the installed vLLM is 0.9.x. vLLM's V0 engine, scheduler and OpenAI server then
+run unchanged and the GPU's work is done by :class:`vllm_cfs.sim.executor.SimulatedExecutor`,
+in one process whatever the TP size. The
 hub ids the simulator ships (``codellama/CodeLlama-34b-hf``) resolve offline to their local
 folders (vllm_cfs.sim.model_redirect); other ids are refused in one line.
 """
@@ -19,7 +19,7 @@ from vllm.logger import init_logger
 from vllm.platforms.interface import Platform, PlatformEnum
 
 from vllm_cfs.sim import model_redirect
-from vllm_cfs.sim.profile import PROFILE_ENV, ProfileError, load_profile
+from vllm_cfs.sim.profile import PROFILE_ENV, load_profile
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
@@ -30,22 +30,6 @@ logger = init_logger(f"vllm.{__name__}")
 # The modeled node's host memory (a DGX A100 has 1 TiB). vLLM refuses a swap space above 70% of
 # host memory; the simulated CPU cache allocates nothing, so this host's RAM is not the limit.
 SIMULATED_HOST_MEMORY_BYTES = 1024**4
-
-
-def activate() -> Optional[str]:
-    name = os.environ.get(PROFILE_ENV)
-    if not name:
-        return None
-    try:
-        load_profile(name)
-    except ProfileError as exc:
-        # vLLM swallows exceptions from platform plugins and would quietly run without a GPU;
-        # SystemExit is not an Exception, so the user sees this one line instead.
-        raise SystemExit(f"error: {exc}") from None
-    # A simulated run is no GPU usage to report to vLLM's usage-stats server (the only address
-    # vLLM contacts once the model resolves offline), unless the user says otherwise.
-    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-    return f"{__name__}.SimulatedGPUPlatform"
 
 
 def _simulated_host_memory() -> int:

@@ -132,7 +132,7 @@ class KVSample:
 
 @dataclasses.dataclass(frozen=True)
 class ReplayResult:
-    config: ReplayConfig
+    config: ReplayConfig  # or, from a V1 replay, vllm_cfs.sim.v1.replay.V1ReplayConfig
     gpu_blocks: int
     cpu_blocks: int
     steps: int
@@ -142,6 +142,15 @@ class ReplayResult:
     blocks_swapped_out: int = 0
     blocks_swapped_in: int = 0
     preemptions: int = 0
+    # Counted by the simulated GPU (V1 replays): every scheduled token, and those at positions
+    # their request had computed before (recomputed after a preemption).
+    tokens_computed: int = 0
+    tokens_recomputed: int = 0
+
+    @property
+    def recompute_tax(self) -> float:
+        """The share of the GPU's token work spent recomputing what it had computed before."""
+        return self.tokens_recomputed / self.tokens_computed if self.tokens_computed else 0.0
 
 
 def to_run_result(result: ReplayResult, requests: Sequence[ReplayRequest],
@@ -152,6 +161,7 @@ def to_run_result(result: ReplayResult, requests: Sequence[ReplayRequest],
     sum is its end-to-end time.
     """
     config = result.config
+    v1 = getattr(config, "engine", "v0") == "v1"
     records = [
         RequestRecord(
             index=t.index, issue_offset_s=t.arrival_s, issued_at_s=t.arrival_s,
@@ -166,6 +176,7 @@ def to_run_result(result: ReplayResult, requests: Sequence[ReplayRequest],
     end = max((t.finish_s for t in result.requests), default=start)
     described = {
         "gpu": f"simulated {config.profile} x{config.tensor_parallel_size} (virtual-time replay"
+               + (", vLLM V1" if v1 else "")
                + (", this machine's host time measured)" if config.host_time == "measured" else ")"),
         "scheduler": config.scheduler_cls,
         "cfs_interval": config.cfs_interval,
@@ -175,6 +186,9 @@ def to_run_result(result: ReplayResult, requests: Sequence[ReplayRequest],
         "enable_chunked_prefill": config.enable_chunked_prefill,
         "gpu_blocks": result.gpu_blocks,
         "num_prompts": len(records),
+        **({"engine": "v1", "enable_prefix_caching": config.enable_prefix_caching,
+            "preemptions": result.preemptions, "tokens_computed": result.tokens_computed,
+            "tokens_recomputed": result.tokens_recomputed} if v1 else {}),
         **(setup or {}),
     }
     return RunResult.build(described, start_time=0.0, duration_s=end - start, records=records)
@@ -211,14 +225,30 @@ class ReplayProcess:
     def __init__(self, profile: str = ReplayConfig.profile):
         self.profile = profile
         self._pool: Optional[ProcessPoolExecutor] = None
-        if not _this_process_can_run(profile):
-            env = {PROFILE_ENV: profile, "VLLM_USE_V1": "0", CLOCK_ENV: "virtual", "HF_HUB_OFFLINE": "1",
-                   # vLLM logs to stdout; a replay's lines (engine set-up, preemption warnings) would
-                   # bury the caller's output, and its results carry what matters. Set it to see them.
-                   LOG_LEVEL_ENV: os.environ.get(LOG_LEVEL_ENV, "ERROR")}
+        if not self._can_run_here(profile):
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_set_env, initargs=(env,))
-            self._pool.submit(_import_engine)
+                                             initializer=_set_env, initargs=(self._child_env(profile),))
+            self._pool.submit(self._warm_up)
+
+    # What differs between engines (vllm_cfs.sim.v1.replay.V1ReplayProcess has its own).
+    @staticmethod
+    def _child_env(profile: str) -> dict[str, str]:
+        return {PROFILE_ENV: profile, "VLLM_USE_V1": "0", CLOCK_ENV: "virtual", "HF_HUB_OFFLINE": "1",
+                # vLLM logs to stdout; a replay's lines (engine set-up, preemption warnings) would
+                # bury the caller's output, and its results carry what matters. Set it to see them.
+                LOG_LEVEL_ENV: os.environ.get(LOG_LEVEL_ENV, "ERROR")}
+
+    @staticmethod
+    def _can_run_here(profile: str) -> bool:
+        return _this_process_can_run(profile)
+
+    @staticmethod
+    def _warm_up() -> None:
+        _import_engine()
+
+    @staticmethod
+    def _run(requests: tuple[ReplayRequest, ...], config) -> ReplayResult:
+        return _replay_here(requests, config)
 
     def submit(self, requests: Sequence[ReplayRequest], config: ReplayConfig) -> Future:
         """One replay, queued behind those already submitted; in this process it runs right away."""
@@ -226,10 +256,10 @@ class ReplayProcess:
             raise ValueError(f"replays run one GPU profile per process: this one runs {self.profile!r}, "
                              f"got {config.profile!r}")
         if self._pool is not None:
-            return self._pool.submit(_replay_here, tuple(requests), config)
+            return self._pool.submit(self._run, tuple(requests), config)
         future: Future = Future()
         try:
-            future.set_result(_replay_here(tuple(requests), config))
+            future.set_result(self._run(tuple(requests), config))
         except Exception as exc:  # noqa: BLE001 - handed over through the future, as from the child
             future.set_exception(exc)
         return future
