@@ -6,6 +6,11 @@ KV memory. ``OURS`` is the one place that says which configuration the name ``ou
 
     for policy in select(["fcfs", "cfs-10", "ours", "ideal"]):
         requests, config = policy.job(requests, ReplayConfig())
+
+Each engine has its own list: ``POLICIES`` on vLLM 0.9.0's V0 engine (ReplayConfig), ``V1_POLICIES``
+on vLLM V1 (V1ReplayConfig: ``select(names, engine="v1")``). The keys mean the same on both where
+they exist: fcfs is the engine's own scheduler, cfs-N the assignment's CFS, ours our policy, ideal
+the same engine with unlimited KV blocks.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import dataclasses
 import math
 from typing import Any, Mapping, Optional, Sequence
 
-from vllm_cfs.sim.replay import ReplayConfig, ReplayRequest
+from vllm_cfs.sim.replay import ReplayRequest
 from vllm_cfs.swap import WORKER_CLS
 
 CFS = "vllm_cfs.CFSScheduler"
@@ -43,8 +48,9 @@ class Policy:
     priorities: Optional[str] = None  # LATER_FIRST, or None: every request priority 0
     unlimited_kv: bool = False  # the ideal bound: GPU KV blocks for the whole workload at once
 
-    def job(self, requests: Sequence[ReplayRequest], base: ReplayConfig) -> tuple[list[ReplayRequest], ReplayConfig]:
-        """The requests and replay config that run this policy on ``requests`` (``base`` gives the hardware)."""
+    def job(self, requests: Sequence[ReplayRequest], base):
+        """The requests and replay config that run this policy on ``requests`` (``base``, a ReplayConfig
+        or a V1ReplayConfig, gives the hardware)."""
         settings = dict(self.settings)
         if self.unlimited_kv:
             settings["num_gpu_blocks_override"] = blocks_for_all(requests)
@@ -125,13 +131,70 @@ def with_swap_paths(policies: Sequence[Policy], swap: str) -> list[Policy]:
     return [variant for p in policies for variant in (p, on_staged_swap(p))]
 
 
-def select(names: Sequence[str]) -> list[Policy]:
-    """Policies by key ("cfs-10") or by family ("cfs": every interval), in the order of POLICIES."""
+# --- vLLM V1 (the V1 pin), through vllm_cfs.sim.v1.replay ---
+
+V1_CFS = "vllm_cfs.v1.CFSScheduler"
+# On V1 ours includes where its victims' KV goes: recompute costs a victim its whole prefill again
+# (a recompute tax of 36% on the reference burst), CPU offloading about nothing (docs/v1.md).
+V1_OURS: Mapping[str, Any] = {"scheduler_cls": "vllm_cfs.v1.FairScheduler", "kv_offloading_size": 16}
+V1_OURS_DESCRIPTION = ("FairScheduler on V1 (vllm_cfs/v1/scheduler.py) with vLLM's CPU offloading (native, 16 GiB): "
+                       "first token first, a newcomer taking the room of the latest arrival after up to "
+                       "FAIR_PATIENCE_TOKENS=8 steps (unless that one has the most work left); a victim's resume "
+                       "loads its KV from host memory; preempted streams come back worst stalled first")
+
+V1_POLICIES: tuple[Policy, ...] = (
+    Policy("fcfs", "fcfs", "", "vLLM V1's own scheduler (0.24.0): first come first served, chunked prefill, a whole "
+           "prompt admitted only when it fits, the latest admitted preempted by recompute when decodes run out of "
+           "blocks"),
+    *(Policy(f"cfs-{i}", "cfs", f"interval={i}", f"the assignment's CFS on V1: a CFS step every {i} scheduling "
+             "steps (minimum granularity = the interval), victims preempted by recompute",
+             {"scheduler_cls": V1_CFS, "cfs_interval": i}) for i in CFS_INTERVALS),
+    Policy("ideal", "ideal", "unlimited-kv", "the ideal bound: vLLM V1's own scheduler on the same engine and cost "
+           "model with GPU KV blocks for the whole workload, so no request waits for memory and none is preempted",
+           unlimited_kv=True),
+    Policy("ours", "ours", "fair", V1_OURS_DESCRIPTION, dict(V1_OURS)),
+)
+ENGINE_POLICIES = {"v0": POLICIES, "v1": V1_POLICIES}
+
+# Where a V1 victim's KV goes (V1 preempts by recompute only): nothing is kept (recompute); the freed
+# blocks stay in the prefix cache until reused, so a resume may hit them (V1's default); or vLLM's CPU
+# offloading keeps a copy in host memory that a resume loads instead of recomputing.
+OFFLOAD_GIB = 16  # host memory for offloaded KV, as V0's swap space per GPU
+VICTIM_PATHS: Mapping[str, Mapping[str, Any]] = {
+    "recompute": {"enable_prefix_caching": False, "kv_offloading_size": None},
+    "prefix-cache": {"enable_prefix_caching": True, "kv_offloading_size": None},
+    "offload": {"enable_prefix_caching": True, "kv_offloading_size": OFFLOAD_GIB},
+}
+
+
+def with_victim_paths(policies: Sequence[Policy], paths: Sequence[str]) -> list[Policy]:
+    """Each V1 policy on each victim path, side by side, keyed ``key+path`` (the ideal bound, which
+    has no victims, once and as it is)."""
+    unknown = [p for p in paths if p not in VICTIM_PATHS]
+    if unknown:
+        raise PolicyError(f"unknown victim path {unknown[0]!r} (choose from {', '.join(VICTIM_PATHS)})")
+    out = []
+    for policy in policies:
+        if policy.unlimited_kv:
+            out.append(policy)
+            continue
+        out += [dataclasses.replace(policy, key=f"{policy.key}+{path}",
+                                    parameter=" ".join(filter(None, (policy.parameter, path))),
+                                    description=f"{policy.description}; victim KV: {path}",
+                                    settings={**policy.settings, **VICTIM_PATHS[path]}) for path in paths]
+    return out
+
+
+def select(names: Sequence[str], engine: str = "v0") -> list[Policy]:
+    """Policies by key ("cfs-10") or by family ("cfs": every interval), in the order of the engine's list."""
+    policies = ENGINE_POLICIES[engine]
+    keys = [p.key for p in policies]
     wanted: set[str] = set()
     for name in names:
-        matches = {p.key for p in POLICIES if name in (p.key, p.family)}
+        matches = {p.key for p in policies if name in (p.key, p.family)}
         if not matches:
-            families = ", ".join(dict.fromkeys(p.family for p in POLICIES))
-            raise PolicyError(f"unknown policy {name!r} (choose from {', '.join(BY_KEY)}, or a family: {families})")
+            families = ", ".join(dict.fromkeys(p.family for p in policies))
+            raise PolicyError(f"unknown policy {name!r} on {engine} (choose from {', '.join(keys)}, or a family: "
+                              f"{families})")
         wanted |= matches
-    return [p for p in POLICIES if p.key in wanted]
+    return [p for p in policies if p.key in wanted]

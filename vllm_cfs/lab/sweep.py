@@ -3,10 +3,11 @@
     sweep = run_sweep(select(["fcfs", "cfs-10"]), ["reference"], seeds=[0])
     write_table(sweep.rows, Path("out"))
 
-Every replay runs vLLM 0.9.0's real V0 engine on the simulated GPU (2 x A100-40GB, CodeLlama-34B,
-TP 2, swap space 16 GiB) in virtual time, one process for the whole sweep. A row holds the four
-figures a serving team reads (P99 TTFT, P99 TPOT, P99 inter-token latency, output tokens/s) and
-what the scheduler did to get them (blocks swapped, preemptions, near-empty batches).
+Every replay runs vLLM's real engine on the simulated GPU (2 x A100-40GB, CodeLlama-34B, TP 2) in
+virtual time, one process for the whole sweep: vLLM 0.9.0's V0 engine (swap space 16 GiB) by
+default, vLLM V1 with ``base=V1ReplayConfig()``. A row holds the four figures a serving team reads
+(P99 TTFT, P99 TPOT, P99 inter-token latency, output tokens/s) and what the scheduler did to get
+them (blocks swapped, preemptions, the recompute tax, near-empty batches).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from vllm_cfs.sim.replay import ReplayConfig, ReplayProcess, ReplayRequest, Repl
 
 GPU_LABEL = "simulated GPU (virtual-time replay)"
 SETUP = "simulated 2 x A100-40GB, CodeLlama-34B, TP 2, --preemption-mode swap, swap space 16 GiB"
+SETUP_V1 = ("simulated 2 x A100-40GB, CodeLlama-34B, TP 2, vLLM V1 (0.24.0): chunked prefill, preemption by "
+            "recompute, prefix caching on unless the key says +recompute")
 
 
 class SweepError(ValueError):
@@ -96,6 +99,8 @@ class Row:
     near_empty_time_share: float
     evicting_near_empty_steps: int  # of those, steps that swapped out and swapped nothing in
     evicting_near_empty_time_share: float
+    # Recomputed tokens / all computed tokens (RFC vllm#54644's "recompute tax"); V1 replays only.
+    recompute_tax: float = 0.0
 
     @classmethod
     def of(cls, policy: Policy, workload: str, seed: int, requests: Sequence[ReplayRequest],
@@ -106,7 +111,7 @@ class Row:
                    s.p99_ttft_ms, s.mean_ttft_ms, s.p99_tpot_ms, s.p99_itl_ms, s.output_throughput,
                    replay.blocks_swapped_out, replay.blocks_swapped_in, replay.preemptions, replay.gpu_blocks,
                    replay.steps, run.duration_s, empty.steps, empty.time_share, empty.evicting_steps,
-                   empty.evicting_time_share)
+                   empty.evicting_time_share, replay.recompute_tax)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +127,9 @@ class Run:
 
 def run_sweep(policies: Sequence[Policy], workloads: Sequence[str], seeds: Sequence[int], tokenizer=None,
               num_prompts: Optional[int] = None, progress: bool = False,
-              base: ReplayConfig = ReplayConfig()) -> list[Run]:
-    """Every policy on every workload and seed, in one replay process; runs in that order."""
+              base=ReplayConfig()) -> list[Run]:
+    """Every policy on every workload and seed, in one replay process; runs in that order. ``base`` is
+    a ReplayConfig (V0) or a V1ReplayConfig (vLLM V1): the engine follows from it."""
     if not policies or not workloads or not seeds:
         raise SweepError("a sweep needs at least one policy, one workload and one seed")
     check_workloads(workloads)
@@ -131,7 +137,7 @@ def run_sweep(policies: Sequence[Policy], workloads: Sequence[str], seeds: Seque
         raise SweepError(f"seeds must be whole numbers >= 0, got {' '.join(map(str, seeds))}")
     if num_prompts is not None and num_prompts < 1:
         raise SweepError(f"the number of prompts must be at least 1, got {num_prompts}")
-    with ReplayProcess(base.profile) as process:  # vLLM starts up there while the workloads are built here
+    with replay_process_for(base) as process:  # vLLM starts up there while the workloads are built here
         if tokenizer is None:
             from vllm_cfs.bench.datasets import load_tokenizer
             from vllm_cfs.sim.model_dir import codellama_34b_dir
@@ -156,13 +162,21 @@ def run_sweep(policies: Sequence[Policy], workloads: Sequence[str], seeds: Seque
     return runs
 
 
+def replay_process_for(base) -> ReplayProcess:
+    if getattr(base, "engine", "v0") == "v1":
+        from vllm_cfs.sim.v1.replay import V1ReplayProcess
+
+        return V1ReplayProcess(base.profile)
+    return ReplayProcess(base.profile)
+
+
 # --- output --------------------------------------------------------------------------------------
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(Row))
 
 
 def write_table(rows: Sequence[Row], out: Path, stem: str = "policies-sweep",
-                about: Optional[dict[str, Any]] = None) -> tuple[Path, Path]:
+                about: Optional[dict[str, Any]] = None, setup: str = SETUP) -> tuple[Path, Path]:
     """``stem``.csv (one line per row) and ``stem``.json (``about`` and the rows) under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
@@ -171,7 +185,7 @@ def write_table(rows: Sequence[Row], out: Path, stem: str = "policies-sweep",
         writer.writerow(COLUMNS)
         for row in rows:
             writer.writerow([_cell(getattr(row, c)) for c in COLUMNS])
-    document = {"gpu": GPU_LABEL, "setup": SETUP, **(about or {}), "columns": list(COLUMNS),
+    document = {"gpu": GPU_LABEL, "setup": setup, **(about or {}), "columns": list(COLUMNS),
                 "rows": [dataclasses.asdict(row) for row in rows]}
     json_path.write_text(json.dumps(document, indent=1) + "\n")
     return csv_path, json_path
@@ -212,7 +226,7 @@ def median_rows(rows: Sequence[Row]) -> list[dict[str, Any]]:
 FIGURES = (("P99 TTFT ms", "p99_ttft_ms", "{:.0f}"), ("P99 TPOT ms", "p99_tpot_ms", "{:.1f}"),
            ("P99 ITL ms", "p99_itl_ms", "{:.1f}"), ("output tok/s", "output_tok_s", "{:.1f}"),
            ("mean TTFT ms", "mean_ttft_ms", "{:.0f}"), ("blocks out", "blocks_swapped_out", "{:.0f}"),
-           ("preemptions", "preemptions", "{:.0f}"))
+           ("preemptions", "preemptions", "{:.0f}"), ("recompute tax", "recompute_tax", "{:.1%}"))
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
@@ -253,3 +267,17 @@ def quick_line(rows: Sequence[Row], workload: str = "reference", seed: int = 0, 
             f"P99 TTFT ours {ours.p99_ttft_ms:.0f} ms, cfs10 {cfs10.p99_ttft_ms:.0f} ms, ideal {ideal.p99_ttft_ms:.0f} ms; "
             f"P99 TPOT ours {ours.p99_tpot_ms:.0f} ms, fcfs {fcfs.p99_tpot_ms:.0f} ms; "
             f"P99 ITL ours {ours.p99_itl_ms:.0f} ms")
+
+
+def quick_line_v1(rows: Sequence[Row], workload: str = "reference", seed: int = 0, suffix: str = "") -> str:
+    """The one-line verdict on ``ours`` against vLLM V1's own scheduler (fcfs) and the ideal bound."""
+    by_key = {r.key: r for r in rows if r.workload == workload and r.seed == seed}
+    keys = [k + suffix for k in ("ours", "fcfs")] + ["ideal"]
+    missing = [k for k in keys if k not in by_key]
+    if missing:
+        raise SweepError(f"the quick line needs {', '.join(missing)} on {workload} seed {seed}")
+    ours, fcfs, ideal = (by_key[k] for k in keys)
+    return (f"ours vs fcfs: throughput ratio {ours.output_tok_s / fcfs.output_tok_s:.2f}; "
+            f"P99 TTFT ours {ours.p99_ttft_ms:.0f} ms, fcfs {fcfs.p99_ttft_ms:.0f} ms, ideal {ideal.p99_ttft_ms:.0f} ms; "
+            f"P99 TPOT ours {ours.p99_tpot_ms:.0f} ms, fcfs {fcfs.p99_tpot_ms:.0f} ms; "
+            f"P99 ITL ours {ours.p99_itl_ms:.0f} ms, fcfs {fcfs.p99_itl_ms:.0f} ms")
