@@ -4,8 +4,9 @@ The engine is the one the installed vLLM runs (``--engine v0|v1`` says which is 
 refused in one line where the other is installed). It adds what the CFS scheduler needs unless the
 command line already says it (``--opt VALUE``, ``--opt=VALUE``, with dashes or underscores): on V0
 VLLM_USE_V1=0, ``--scheduler-cls vllm_cfs.CFSScheduler``, ``--preemption-mode swap``,
-``--swap-space 16``; on V1 ``--scheduler-cls vllm_cfs.CFSScheduler`` (V1 preempts by recompute
-only); on both ``--host 127.0.0.1``; and, when no GPU is usable here, the simulated GPU
+``--swap-space 16``; on V1 ``--scheduler-cls vllm_cfs.CFSScheduler`` and vLLM's CPU offloading
+(``--kv-offloading-backend native --kv-offloading-size 16``: V1 preempts by recompute only, and
+offloading spares a victim its recompute); on both ``--host 127.0.0.1``; and, when no GPU is usable here, the simulated GPU
 (VLLM_CFS_SIM_GPU=a100-40gb), said on stderr. Then it replaces itself (exec) with ``python -m vllm.entrypoints.cli.main serve
 ...`` in this interpreter: vLLM parses every argument itself, the server keeps this process's id
 (signals, process groups and exit codes reach vLLM directly, nothing of ours stays around), and
@@ -45,6 +46,10 @@ DEFAULT_OPTIONS = {
     ),
     "v1": (
         ("--scheduler-cls", SCHEDULER),
+        # A V1 victim's resume loads its KV from host memory instead of recomputing it (docs/v1.md:
+        # a recompute tax of 36% without, 1% with, on the reference burst)
+        ("--kv-offloading-backend", "native"),
+        ("--kv-offloading-size", "16"),  # GiB, as V0's swap space
         ("--host", "127.0.0.1"),
     ),
 }
@@ -74,6 +79,8 @@ On vLLM 0.9.0 (V0, the assignment's engine; .venv):
   --swap-space 16                        GiB of CPU swap space per GPU
 On the V1 pin (vLLM V1, .venv-v1; preemption is recompute only there):
   --scheduler-cls {SCHEDULER}   the CFS scheduler, vllm_cfs.v1's
+  --kv-offloading-backend native         a preempted request's KV stays in CPU memory (vLLM's
+  --kv-offloading-size 16                offloading, GiB): it resumes without recomputing
 On both:
   --host 127.0.0.1                       local clients only (--host 0.0.0.0: every interface)
 
