@@ -6,6 +6,10 @@
 
 Writes results_3.1/{ttft,tpot,gpu_kv}.png, results_3.2/{ttft,tpot,gpu_kv,cpu_kv,waiting,pareto}.png,
 and DIR/answers.txt and DIR/report.pdf (DIR: the folder holding results_3.2, unless --out).
+The engine is read from env.txt (else the server logs): on vLLM V1 (hw2/sweep.sh --engine v1),
+results_3.2/preemptions.png (preemptions per run) replaces cpu_kv.png, the table gains each run's
+preemptions, and answers.txt and the report say that every figure comes from V1; the MCQs keep the
+V0 run's answers, said as such (V1 has no swap).
 With our FairScheduler's runs (hw2/sweep.sh --scheduler fair; by default the folder results_fair
 beside results_3.2, when there is one), Fair is the third line beside FCFS and CFS in the 3.2
 plots and the table, and results_fair/policies.png shows P99 TTFT, P99 TPOT, P99 ITL and output
@@ -21,17 +25,19 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+# The analysis imports no vLLM, so either engine's virtualenv runs it: V0's first, then V1's.
+VENV_PYTHONS = (REPO / ".venv" / "bin" / "python", REPO / ".venv-v1" / "bin" / "python")
 
 try:
     from vllm_cfs.analysis.inputs import InputError
     from vllm_cfs.analysis.pipeline import analyze
 except ImportError:
-    # Run with a python3 that lacks the project: use the project's virtualenv when there is one.
-    if VENV_PYTHON.is_file() and Path(sys.executable).resolve() != VENV_PYTHON.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
+    # Run with a python3 that lacks the project: use a project virtualenv when there is one.
+    for venv_python in VENV_PYTHONS:
+        if venv_python.is_file() and Path(sys.executable).resolve() != venv_python.resolve():
+            os.execv(str(venv_python), [str(venv_python), *sys.argv])
     sys.exit("analyze.py: error: the vllm_cfs package is not installed for this python; run `make venv` "
-             "and use .venv/bin/python")
+             "(or `make venv-v1`) and use its bin/python")
 
 
 def main(argv=None) -> int:

@@ -3,10 +3,13 @@
 HW2_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(dirname "$HW2_DIR")"
 
-# The project's virtualenv when there is one (make creates it), else whatever python3 is on PATH.
-if [[ -z "${PYTHON:-}" ]]; then
-    if [[ -x "$REPO_DIR/.venv/bin/python" ]]; then PYTHON="$REPO_DIR/.venv/bin/python"; else PYTHON=python3; fi
-fi
+# The engine the scripts serve with (--engine, see set_engine): v0, vLLM 0.9.0's V0 engine in .venv
+# (make venv), or v1, vLLM V1 in .venv-v1 (make venv-v1). PYTHON from the environment wins;
+# otherwise the engine's virtualenv when there is one, else whatever python3 is on PATH.
+ENGINE=v0
+PYTHON_FROM_ENV="${PYTHON:-}"
+
+engine_venv() { case "$1" in v0) echo "$REPO_DIR/.venv" ;; v1) echo "$REPO_DIR/.venv-v1" ;; esac; }
 
 SERVED_MODEL_NAME="codellama/CodeLlama-34b-hf"
 
@@ -22,6 +25,35 @@ SIM_GPU="${SIM_GPU:-a100-40gb}"
 
 say() { echo "[$(basename "$0")] $*" >&2; }
 die() { echo "$(basename "$0"): error: $1" >&2; exit "${2:-1}"; }  # message, exit code (default 1)
+
+set_engine() {  # v0|v1, as the user gave it to --engine; dies (code 2) for anything else
+    case "$1" in
+        v0|v1) ENGINE="$1" ;;
+        *) die "--engine must be v0 or v1, got '$1'" 2 ;;
+    esac
+    if [[ -n "$PYTHON_FROM_ENV" ]]; then
+        PYTHON="$PYTHON_FROM_ENV"
+    elif [[ -x "$(engine_venv "$ENGINE")/bin/python" ]]; then
+        PYTHON="$(engine_venv "$ENGINE")/bin/python"
+    else
+        PYTHON=python3
+    fi
+    # The scripts this one starts find their python the same way, but client.sh takes no --engine:
+    # on v1 it must not fall back to .venv (V0's), so it inherits this one. V0's scripts find .venv
+    # themselves, as they always have.
+    if [[ "$ENGINE" == v1 ]]; then export PYTHON; fi
+}
+set_engine v0
+
+# V1's scripts need vLLM V1 in PYTHON: without this a V0 venv would start vLLM 0.9's own V1 engine
+# under our V1 scheduler names, and fail far from the cause.
+check_v1_python() {
+    local found
+    found="$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("vllm"))' 2>/dev/null)" \
+        || die "--engine v1: $PYTHON has no vLLM; run \`make venv-v1\` (vLLM V1 in .venv-v1)" 2
+    [[ "$found" != 0.9.* ]] \
+        || die "--engine v1: $PYTHON has vLLM $found (V0); run \`make venv-v1\` or set PYTHON to .venv-v1/bin/python" 2
+}
 
 # Real GPUs need both a working driver and real weights; anything less runs on the simulated GPU.
 use_real_gpu() { [[ -n "${MODEL:-}" ]] && nvidia-smi -L >/dev/null 2>&1; }

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Serve CodeLlama-34B with vLLM 0.9.0's V0 engine and our CFS scheduler (hw2, tasks 3.1 and 3.2),
 # or with our FairScheduler (the third line of the hw2 report); vLLM's per-block swap or our staged
-# swap worker (--swap staged).
+# swap worker (--swap staged). With --engine v1, on vLLM V1 instead: no swap there, recompute only.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat <<EOF
-Usage: hw2/server.sh [--port PORT] [--log FILE] [--scheduler cfs|fair] [--swap per-block|staged] [--model PATH]
+Usage: hw2/server.sh [--engine v0|v1] [--port PORT] [--log FILE] [--scheduler cfs|fair] [--swap per-block|staged] [--model PATH]
 
 Starts vLLM's OpenAI-compatible server in the foreground: CodeLlama-34B, tensor parallel 2,
 --preemption-mode swap (16 GiB swap space per GPU), --scheduler-cls vllm_cfs.CFSScheduler
@@ -19,7 +19,12 @@ otherwise on the simulated GPU (2 x A100-40GB; SIM_GPU picks another profile), a
 there vLLM serves the hub id codellama/CodeLlama-34b-hf from the simulator's local config and
 tokenizer (no weights, nothing downloaded).
 
+With --engine v1: vLLM V1 (.venv-v1, make venv-v1) with the same --scheduler-cls (our V1
+schedulers), no VLLM_USE_V1=0 and no swap flags: V1 has no swap, it preempts by recompute, and
+its prefill is always chunked.
+
 Options:
+  --engine E     v0: vLLM 0.9.0's V0 engine (default); v1: vLLM V1 (no --swap there)
   --port PORT    port to listen on (default: 8000)
   --log FILE     log file, appended to (default: vllm_server.log)
   --scheduler S  cfs: the assignment's CFS scheduler, CFS_INTERVAL applies (default);
@@ -35,25 +40,33 @@ Options:
 
 Environment: CFS_INTERVAL (a CFS step every N scheduling steps; 0 = vLLM's default FCFS;
 default 10), CFS_MIN_GRANULARITY, FAIR_PATIENCE_TOKENS (fair only; default 8), SIM_GPU (default
-a100-40gb), PYTHON (default .venv/bin/python).
+a100-40gb), PYTHON (default .venv/bin/python; .venv-v1/bin/python with --engine v1),
+VLLM_LOG_STATS_INTERVAL (v1 only: seconds between vLLM's stats lines; default 5, as on V0).
 EOF
 }
 
 port=8000
 log=vllm_server.log
 scheduler=cfs
-swap=per-block
+swap=""  # per-block on v0 unless given; refused on v1, which has no swap
+engine=v0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --port) port="${2:?--port needs a value}"; shift 2 ;;
         --log) log="${2:?--log needs a value}"; shift 2 ;;
         --scheduler) scheduler="${2:?--scheduler needs a value}"; shift 2 ;;
         --swap) swap="${2:?--swap needs a value}"; shift 2 ;;
+        --engine) engine="${2:?--engine needs a value}"; shift 2 ;;
         --model) MODEL="${2:?--model needs a value}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" 2 ;;
     esac
 done
+set_engine "$engine"
+if [[ "$ENGINE" == v1 && -n "$swap" ]]; then
+    die "--swap $swap needs --engine v0: vLLM V1 has no swap (it preempts by recompute)" 2
+fi
+swap="${swap:-per-block}"
 is_whole_number "$port" || die "--port must be a number, got '$port'" 2
 cfs_interval="${CFS_INTERVAL:-10}"
 is_whole_number "$cfs_interval" || die "CFS_INTERVAL must be a whole number >= 0 (0 = FCFS), got '$cfs_interval'" 2
@@ -67,6 +80,7 @@ is_whole_number "$patience" || die "FAIR_PATIENCE_TOKENS must be a whole number 
 if [[ -n "${MODEL:-}" && ! -f "$MODEL/config.json" ]]; then
     die "$MODEL is not a model folder (no config.json)" 2
 fi
+[[ "$ENGINE" == v0 ]] || check_v1_python
 
 if use_real_gpu; then
     unset VLLM_CFS_SIM_GPU
@@ -83,10 +97,24 @@ mkdir -p "$(dirname "$log")"
 say "GPU: $(gpu_description)"
 if [[ "$scheduler" == fair ]]; then policy="$scheduler_cls (FAIR_PATIENCE_TOKENS=$patience)"; else policy="CFS_INTERVAL=$cfs_interval"; fi
 if [[ -n "$worker_cls" ]]; then swap_path="staged swap ($worker_cls)"; else swap_path="vLLM's per-block swap"; fi
+[[ "$ENGINE" == v0 ]] || swap_path="on vLLM V1, preemption by recompute"
 say "serving $SERVED_MODEL_NAME$source_note on http://127.0.0.1:$port with $policy, $swap_path; log appended to $log"
 
-export VLLM_USE_V1=0 CFS_INTERVAL="$cfs_interval" PYTHONUNBUFFERED=1
+export CFS_INTERVAL="$cfs_interval" PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1
+if [[ "$ENGINE" == v1 ]]; then
+    # V1 logs its stats line every 10 s by default; every 5 s, as V0 and our schedulers' stats
+    # lines do, gives the plots over time the same resolution on both engines.
+    export VLLM_LOG_STATS_INTERVAL="${VLLM_LOG_STATS_INTERVAL:-5}"
+    # vLLM V1's defaults otherwise (chunked prefill, prefix caching), as a user's `vllm serve` has them.
+    exec "$PYTHON" -m vllm.entrypoints.cli.main serve "$model" \
+        --served-model-name "$SERVED_MODEL_NAME" \
+        --host 127.0.0.1 --port "$port" \
+        --tensor-parallel-size 2 \
+        --scheduler-cls "$scheduler_cls" \
+        >>"$log" 2>&1
+fi
+export VLLM_USE_V1=0
 exec "$PYTHON" -m vllm.entrypoints.cli.main serve "$model" \
     --served-model-name "$SERVED_MODEL_NAME" \
     --host 127.0.0.1 --port "$port" \

@@ -2,6 +2,7 @@
 # The hw2 interval sweep: for each CFS interval its own server start, N bursts, then the server
 # stopped with nothing of it left running. With --scheduler fair: the same for our FairScheduler.
 # With --swap staged: every server on our staged swap worker instead of vLLM's per-block swap.
+# With --engine v1: every server on vLLM V1 (no swap there), and its /metrics kept after each run.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -16,8 +17,12 @@ hw2/client.sh RUNS times, stop the server. Writes into DIR:
   env.txt, model_config.json       versions, GPU (real or simulated), settings; the model's config
 With --scheduler fair, one server with our FairScheduler instead (it has no interval), RUNS
 bursts: fair_r<run>.txt, .json and server_fair.log, beside env.txt and model_config.json.
+With --engine v1, every server is vLLM V1's (hw2/server.sh --engine v1), and after each run its
+Prometheus /metrics (vllm:num_preemptions_total, ...) is kept as p<interval>_r<run>.metrics.
 
 Options:
+  --engine E           v0: vLLM 0.9.0's V0 engine (default); v1: vLLM V1 (.venv-v1; recompute
+                       preemption only, so no --swap)
   --intervals "LIST"   CFS intervals (default: "0 5 10 20 40"; 0 = vLLM's default FCFS)
   --scheduler S        cfs (default) or fair: vllm_cfs.FairScheduler, FAIR_PATIENCE_TOKENS
                        applies, --intervals does not
@@ -40,7 +45,8 @@ EOF
 
 intervals=""
 scheduler=cfs
-swap=per-block
+swap=""  # per-block on v0 unless given; refused on v1, which has no swap
+engine=v0
 runs=3
 out=results_3.2
 log_name=""
@@ -51,6 +57,7 @@ while [[ $# -gt 0 ]]; do
         --intervals) intervals="${2:?--intervals needs a value}"; shift 2 ;;
         --scheduler) scheduler="${2:?--scheduler needs a value}"; shift 2 ;;
         --swap) swap="${2:?--swap needs a value}"; shift 2 ;;
+        --engine) engine="${2:?--engine needs a value}"; shift 2 ;;
         --runs) runs="${2:?--runs needs a value}"; shift 2 ;;
         --out) out="${2:?--out needs a value}"; shift 2 ;;
         --log) log_name="${2:?--log needs a value}"; shift 2 ;;
@@ -63,6 +70,11 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 client_args=("$@")
+set_engine "$engine"
+if [[ "$ENGINE" == v1 && -n "$swap" ]]; then
+    die "--swap $swap needs --engine v0: vLLM V1 has no swap (it preempts by recompute)" 2
+fi
+swap="${swap:-per-block}"
 scheduler_cls="$(scheduler_class "$scheduler")" || die "--scheduler must be cfs or fair, got '$scheduler'" 2
 worker_cls="$(swap_worker_class "$swap")" || die "--swap must be per-block or staged, got '$swap'" 2
 # A point of the sweep is one server start: "p<interval>" for CFS, "fair" for FairScheduler. Its
@@ -86,6 +98,7 @@ is_whole_number "$startup_timeout" && [[ "$startup_timeout" -ge 1 ]] || die "--s
 [[ -z "$port" ]] || is_whole_number "$port" || die "--port must be a number, got '$port'" 2
 port="${port:-$(free_port)}"
 command -v curl >/dev/null || die "curl is needed to check the server's /health"
+[[ "$ENGINE" == v0 ]] || check_v1_python
 
 mkdir -p "$out" || die "cannot create $out"
 model="$(model_dir)" || die "cannot find or build the model folder"
@@ -97,16 +110,23 @@ else
                      --setting "cfs_min_granularity=${CFS_MIN_GRANULARITY:-the interval (default)}")
 fi
 default_worker="vLLM's default"  # what env.txt records when no --worker-cls is given
+if [[ "$ENGINE" == v0 ]]; then
+    engine_settings=(--setting "preemption_mode=swap" --setting "swap_space_gib=16"
+                     --setting "swap=$swap" --setting "worker_cls=${worker_cls:-$default_worker}")
+else
+    engine_settings=(--setting "engine=v1" --setting "preemption_mode=recompute (vLLM V1 has no swap)")
+fi
 "$PYTHON" -m vllm_cfs.experiment.environment --gpu "$(gpu_description)" \
     --setting "scheduler=$scheduler_cls" "${policy_settings[@]}" --setting "runs_per_interval=$runs" \
     --setting "num_prompts=$NUM_PROMPTS" --setting "request_rate=$REQUEST_RATE" --setting "seed=$SEED" \
     --setting "dataset=$DATASET" --setting "random_input_len=$RANDOM_INPUT_LEN" \
     --setting "random_output_len=$RANDOM_OUTPUT_LEN" --setting "client_args=${client_args[*]}" \
     --setting "model=$SERVED_MODEL_NAME ($model)" --setting "tensor_parallel_size=2" \
-    --setting "preemption_mode=swap" --setting "swap_space_gib=16" \
-    --setting "swap=$swap" --setting "worker_cls=${worker_cls:-$default_worker}" \
-    --setting "startup_timeout_s=$startup_timeout" >"$out/env.txt"
+    "${engine_settings[@]}" --setting "startup_timeout_s=$startup_timeout" >"$out/env.txt"
 
+# V0's servers get the swap path; V1's the engine (and no swap: it has none).
+server_engine_args=(--swap "$swap")
+[[ "$ENGINE" == v0 ]] || server_engine_args=(--engine v1)
 server_pid=""
 server_pgid=""
 client_pid=""
@@ -119,7 +139,7 @@ start_server() {  # interval (fair ignores it), log file
     fi
     # setsid: the server (API process and engine process) gets its own process group, so that
     # stopping it reaches every process it started.
-    CFS_INTERVAL="$1" setsid "$HW2_DIR/server.sh" --port "$port" --log "$2" --scheduler "$scheduler" --swap "$swap" \
+    CFS_INTERVAL="$1" setsid "$HW2_DIR/server.sh" --port "$port" --log "$2" --scheduler "$scheduler" "${server_engine_args[@]}" \
         </dev/null >>"$2" 2>&1 &
     server_pid=$!
     # Its group id is its pid once setsid() has run in the child; until then ps reports this
@@ -189,7 +209,9 @@ trap 'say "interrupted"; exit 130' INT TERM
 failed_runs=0
 count=0
 if [[ "$scheduler" == fair ]]; then what="$scheduler_cls"; else what="intervals ${interval_list[*]}"; fi
-say "GPU: $(gpu_description); $what, $swap swap, $runs run(s) each, into $out"
+how="$swap swap"
+[[ "$ENGINE" == v0 ]] || how="vLLM V1 (recompute preemption)"
+say "GPU: $(gpu_description); $what, $how, $runs run(s) each, into $out"
 # Said in the marker lines and progress too when it is not vLLM's own path.
 swap_note=""
 [[ "$swap" == per-block ]] || swap_note=", $swap swap"
@@ -225,6 +247,13 @@ for point in "${points[@]}"; do
             1) failed_runs=$((failed_runs + 1)); say "run $run of $setting had failed requests (see $out/${point}_r${run}.txt)" ;;
             *) die "the client stopped with code $code (bad arguments?)" ;;
         esac
+        if [[ "$ENGINE" == v1 ]]; then
+            # V1's counters since the server started, after this run: the analysis takes a run's
+            # preemptions as the difference to the run before on this server (hw2/analyze.py).
+            metrics="$out/${point}_r${run}.metrics"
+            curl -sf --max-time 10 -o "$metrics.part" "http://127.0.0.1:$port/metrics" && mv "$metrics.part" "$metrics" \
+                || { rm -f "$metrics.part"; say "could not read the server's /metrics after run $run (preemptions: from the log)"; }
+        fi
     done
     stop_server || die "could not stop the server for $setting"
 done

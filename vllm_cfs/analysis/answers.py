@@ -43,6 +43,49 @@ class Answer:
         return dict(self.options)[self.choice]
 
 
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """One of the assignment's MCQs, as asked; each engine's analysis answers it its own way."""
+
+    section: str
+    number: int
+    text: str
+    options: tuple[tuple[str, str], ...]
+
+    def answer(self, choice: str, derived: bool, reason: str, evidence: Sequence[str]) -> Answer:
+        return Answer(self.section, self.number, self.text, self.options, choice, derived, reason, tuple(evidence))
+
+
+DEFAULT_POLICY = Question("3.1", 1, "What is the default scheduling policy of vLLM?",
+                          (("a", "LCFS (Last Come First Serve)"), ("b", "SJF (Shortest Job First)"),
+                           ("c", "FCFS (First Come First Serve)"), ("d", "LJF (Longest Job First)")))
+BATCHING_LIMIT = Question("3.1", 2, "What is preventing vLLM from batching all the incoming prompts on the GPU?",
+                          (("a", "GPU compute capacity"), ("b", "GPU memory bandwidth"), ("c", "GPU power supply"),
+                           ("d", "GPU memory capacity")))
+HOW_CFS_CUTS_TTFT = Question("3.2", 1, "How does preemptive scheduling (CFS) reduce TTFT of all the prompts?",
+                             (("a", "By prioritizing existing prompts over new prompts."),
+                              ("b", "By prioritizing prompts with the least number of tokens."),
+                              ("c", "No prioritization is involved."), ("d", "By skipping some tokens.")))
+WHAT_IS_SWAPPED = Question("3.2", 2, "What does preemptive scheduler store and load while swapping prompts between "
+                           "CPU DRAM and GPU?",
+                           (("a", "KV cache of the prompts."), ("b", "The current layer weights."),
+                            ("c", "LoRA adapters."), ("d", "Layer activations.")))
+MAIN_TRADEOFF = Question("3.2", 3, "What is the main tradeoff of preemptive scheduling?",
+                         (("a", "Preemption changes the accuracy of output."),
+                          ("b", "The GPU is idle while it waits for swapping."),
+                          ("c", "Caching optimization of KV cache vanishes."), ("d", "Some prompts never get scheduled.")))
+TREND_OPTIONS = (
+    ("a", "TTFT rises and TPOT falls: fewer preemptions, longer waits for newcomers."),
+    ("b", "TTFT falls and TPOT rises."),
+    ("c", "Both rise."),
+    ("d", "Both fall."),
+)
+TREND_FROM, TREND_TO = 5, 40
+INTERVAL_TREND = Question("3.2 (sweep)", 4, f"As the CFS interval grows from {TREND_FROM} to {TREND_TO} steps, what "
+                          "happens to TTFT and TPOT?", TREND_OPTIONS)
+QUESTIONS = (DEFAULT_POLICY, BATCHING_LIMIT, HOW_CFS_CUTS_TTFT, WHAT_IS_SWAPPED, MAIN_TRADEOFF, INTERVAL_TREND)
+
+
 def _ms(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
 
@@ -110,10 +153,7 @@ def default_policy(study: Study) -> Answer:
               f"({known.get(choice, 0):.1%} of pairs)")
     if not derived:
         reason += "; no ordering stands out by 10 points, so this run does not decide it"
-    return Answer("3.1", 1, "What is the default scheduling policy of vLLM?",
-                  (("a", "LCFS (Last Come First Serve)"), ("b", "SJF (Shortest Job First)"),
-                   ("c", "FCFS (First Come First Serve)"), ("d", "LJF (Longest Job First)")),
-                  choice, derived, reason, tuple(evidence))
+    return DEFAULT_POLICY.answer(choice, derived, reason, evidence)
 
 
 def batching_limit(study: Study) -> Answer:
@@ -165,10 +205,7 @@ def batching_limit(study: Study) -> Answer:
         choice, derived = "d", False
         reason = ("no request waited and the burst's KV fits the GPU; the answer rests on "
                   "the KV capacity above")
-    return Answer("3.1", 2, "What is preventing vLLM from batching all the incoming prompts on the GPU?",
-                  (("a", "GPU compute capacity"), ("b", "GPU memory bandwidth"), ("c", "GPU power supply"),
-                   ("d", "GPU memory capacity")),
-                  choice, derived, reason, tuple(evidence))
+    return BATCHING_LIMIT.answer(choice, derived, reason, evidence)
 
 
 # --- 3.2 -----------------------------------------------------------------------------------------
@@ -222,11 +259,7 @@ def how_cfs_cuts_ttft(study: Study) -> Answer:
         reason = (("CFS preempted nothing (the GPU never ran short of KV blocks)" if not preempted else
                    "late arrivals did not gain TTFT at the running requests' expense")
                   + "; the answer rests on the scheduler's priority (fewest generated tokens first)")
-    return Answer("3.2", 1, "How does preemptive scheduling (CFS) reduce TTFT of all the prompts?",
-                  (("a", "By prioritizing existing prompts over new prompts."),
-                   ("b", "By prioritizing prompts with the least number of tokens."),
-                   ("c", "No prioritization is involved."), ("d", "By skipping some tokens.")),
-                  "b", derived, reason, tuple(evidence))
+    return HOW_CFS_CUTS_TTFT.answer("b", derived, reason, evidence)
 
 
 def what_is_swapped(study: Study) -> Answer:
@@ -266,11 +299,7 @@ def what_is_swapped(study: Study) -> Answer:
         reason = (("nothing was swapped" if not swapped_any
                                                else "CPU usage did not track Swapped line by line")
                   + "; the answer rests on the swap space being sized in KV blocks")
-    return Answer("3.2", 2, "What does preemptive scheduler store and load while swapping prompts between CPU DRAM "
-                  "and GPU?",
-                  (("a", "KV cache of the prompts."), ("b", "The current layer weights."), ("c", "LoRA adapters."),
-                   ("d", "Layer activations.")),
-                  "a", derived, reason, tuple(evidence))
+    return WHAT_IS_SWAPPED.answer("a", derived, reason, evidence)
 
 
 def main_tradeoff(study: Study) -> Answer:
@@ -310,19 +339,7 @@ def main_tradeoff(study: Study) -> Answer:
         reason = (("nothing was swapped" if not preempted else
                                                "TPOT did not rise or a request did not finish")
                   + "; the answer rests on swaps being copies the GPU waits for")
-    return Answer("3.2", 3, "What is the main tradeoff of preemptive scheduling?",
-                  (("a", "Preemption changes the accuracy of output."), ("b", "The GPU is idle while it waits for swapping."),
-                   ("c", "Caching optimization of KV cache vanishes."), ("d", "Some prompts never get scheduled.")),
-                  "b", derived, reason, tuple(evidence))
-
-
-TREND_OPTIONS = (
-    ("a", "TTFT rises and TPOT falls: fewer preemptions, longer waits for newcomers."),
-    ("b", "TTFT falls and TPOT rises."),
-    ("c", "Both rise."),
-    ("d", "Both fall."),
-)
-TREND_FROM, TREND_TO = 5, 40
+    return MAIN_TRADEOFF.answer("b", derived, reason, evidence)
 
 
 def interval_trend(study: Study) -> Answer:
@@ -350,8 +367,7 @@ def interval_trend(study: Study) -> Answer:
         choice, derived = "a", False
         reason = (f"the sweep lacks interval {TREND_FROM} or {TREND_TO}; the answer rests on "
                   "fewer CFS steps meaning fewer preemptions")
-    return Answer("3.2 (sweep)", 4, f"As the CFS interval grows from {TREND_FROM} to {TREND_TO} steps, what happens "
-                  "to TTFT and TPOT?", TREND_OPTIONS, choice, derived, reason, tuple(evidence))
+    return INTERVAL_TREND.answer(choice, derived, reason, evidence)
 
 
 def answer_all(study: Study) -> list[Answer]:

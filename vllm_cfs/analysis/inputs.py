@@ -7,7 +7,8 @@ server log of each interval, env.txt and the model's config.json.
 
 Task 3.1's folder has the same shape with one interval (0) whose log is ``vllm_server.log``.
 FairScheduler's folder (``hw2/sweep.sh --scheduler fair``) holds ``fair_r<run>.json`` and
-``server_fair.log`` instead: the runs of one server, with no interval.
+``server_fair.log`` instead: the runs of one server, with no interval. A sweep on vLLM V1
+(``hw2/sweep.sh --engine v1``) also keeps the server's /metrics after each run: ``p10_r1.metrics``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+from vllm_cfs.analysis import prometheus
 from vllm_cfs.analysis.server_log import ServerLog, read_server_log
 from vllm_cfs.results import RunResult
 from vllm_cfs.experiment.environment import read_env
 
 _RUN_FILE = re.compile(r"^(?:p(\d+)|(fair))_r(\d+)\.json$")
+_METRICS_FILE = re.compile(r"^(?:p(\d+)|(fair))_r(\d+)\.metrics$")
 FCFS = 0  # CFS_INTERVAL=0 is vLLM's default policy
 FAIR = None  # the "interval" of FairScheduler's runs: it has none
 FAIR_LABEL = "Fair (FairScheduler)"
@@ -40,6 +43,18 @@ class IntervalResults:
     runs: dict[int, RunResult]  # run number -> client results
     log: Optional[ServerLog]  # the whole server log of this interval
     log_path: Optional[Path]
+    # run number -> the server's /metrics after that run (V1 sweeps; empty: none kept)
+    metrics: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
+
+    def preemptions(self, run: int) -> Optional[int]:
+        """Requests preempted during the run (vllm:num_preemptions_total); None: no /metrics for it."""
+        count = prometheus.run_delta(self.metrics, run, prometheus.PREEMPTIONS)
+        return None if count is None else round(count)
+
+    def prefix_cache_hits(self, run: int) -> Optional[int]:
+        """Prompt tokens the prefix cache served during the run; None: no /metrics for it."""
+        count = prometheus.run_delta(self.metrics, run, prometheus.PREFIX_CACHE_HITS)
+        return None if count is None else round(count)
 
     def run_log(self, run: int) -> Optional[ServerLog]:
         if self.log is None:
@@ -81,7 +96,15 @@ def load_results(folder: Path | str) -> ResultsFolder:
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder")
     runs: dict[Optional[int], dict[int, RunResult]] = {}
+    metrics: dict[Optional[int], dict[int, dict[str, float]]] = {}
     for path in sorted(folder.iterdir()):
+        if match := _METRICS_FILE.match(path.name):
+            interval = FAIR if match.group(2) else int(match.group(1))
+            try:
+                metrics.setdefault(interval, {})[int(match.group(3))] = prometheus.read_metrics(path)
+            except prometheus.MetricsError as exc:
+                raise InputError(str(exc)) from None
+            continue
         match = _RUN_FILE.match(path.name)
         if not match:
             continue
@@ -97,7 +120,8 @@ def load_results(folder: Path | str) -> ResultsFolder:
     for interval, by_run in runs.items():
         log_path = _log_path(folder, interval, len(runs) == 1)
         log = read_server_log(log_path) if log_path else None
-        loaded[interval] = IntervalResults(interval, dict(sorted(by_run.items())), log, log_path)
+        loaded[interval] = IntervalResults(interval, dict(sorted(by_run.items())), log, log_path,
+                                           metrics.get(interval, {}))
     fair = loaded.pop(FAIR, None)
     intervals = dict(sorted(loaded.items()))
     env = read_env(folder / "env.txt") if (folder / "env.txt").is_file() else {}

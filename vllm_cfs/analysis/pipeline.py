@@ -4,6 +4,9 @@
     results_3.2/{ttft,tpot,gpu_kv,cpu_kv,waiting,pareto}.png
     OUT/answers.txt, OUT/report.pdf
 
+On vLLM V1 there is no CPU KV (no swap): results_3.2/preemptions.png, each scheduler's
+preemptions per run, takes cpu_kv.png's place.
+
 With FairScheduler's folder (results_fair), the 3.2 plots and the table gain Fair as a third line
 beside FCFS and CFS, and results_fair/policies.png shows the four figures of each side by side.
 With the sweep on the staged swap worker (results_3.2_staged), answers.txt and the report gain the
@@ -18,6 +21,7 @@ from typing import Callable, Optional
 
 from vllm_cfs.analysis import plots as p
 from vllm_cfs.analysis.answers import Answer, answer_all, format_answers
+from vllm_cfs.analysis.answers_v1 import answer_all_v1, format_answers_v1
 from vllm_cfs.analysis.report import write_report
 from vllm_cfs.analysis.study import COMPARED_INTERVAL, Study, load_study
 
@@ -38,6 +42,11 @@ def make_plots(study: Study) -> list[p.PlotData]:
     fcfs31 = {study.fcfs_31.label: study.fcfs_31.result}
     pair = {b.label: b.result for b in study.compared}
     pair_stats = {b.label: b.stats for b in study.compared}
+    if study.v1:
+        swap_or_preemptions = p.preemptions_plot({row.interval: study.preemptions(row.interval)
+                                                  for row in study.table_rows}, d32 / "preemptions.png", note)
+    else:
+        swap_or_preemptions = p.cpu_kv_plot(pair_stats, d32 / "cpu_kv.png", note)
     plots = [
         p.ttft_plot(fcfs31, d31 / "ttft.png", note),
         p.tpot_plot(fcfs31, d31 / "tpot.png", note),
@@ -45,8 +54,8 @@ def make_plots(study: Study) -> list[p.PlotData]:
         p.ttft_plot(pair, d32 / "ttft.png", note),
         p.tpot_plot(pair, d32 / "tpot.png", note),
         p.gpu_kv_plot(pair_stats, d32 / "gpu_kv.png", note),
-        p.cpu_kv_plot(pair_stats, d32 / "cpu_kv.png", note),
-        p.waiting_plot(pair_stats, d32 / "waiting.png", note),
+        swap_or_preemptions,
+        p.waiting_plot(pair_stats, d32 / "waiting.png", note, v1=study.v1),
         p.pareto_plot(study.table_rows, d32 / "pareto.png", note),
     ]
     if study.fair_folder is not None:
@@ -68,15 +77,16 @@ def analyze(task31_dir: Path, task32_dir: Path, out_dir: Optional[Path] = None,
         staged = study.swap_paths.folder.intervals
         count = sum(len(r.runs) for r in staged.values())
         fair += f", {count} staged swap run{'s' * (count != 1)} over intervals {sorted(staged)}"
+    engine = f"; engine: {study.engine_label}" if study.v1 else ""
     progress(f"read {sum(len(r.runs) for r in study.task32.intervals.values())} sweep runs over intervals "
-             f"{sorted(study.task32.intervals)}{fair} and task 3.1's run; GPU: {study.gpu}")
+             f"{sorted(study.task32.intervals)}{fair} and task 3.1's run; GPU: {study.gpu}{engine}")
     plots = make_plots(study)
     progress(f"wrote {len(plots)} plots")
     out_dir = Path(out_dir) if out_dir else Path(task32_dir).resolve().parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    answers = answer_all(study)
+    answers = answer_all_v1(study) if study.v1 else answer_all(study)
     answers_path = out_dir / "answers.txt"
-    answers_path.write_text(format_answers(study, answers))
+    answers_path.write_text(format_answers_v1(study, answers) if study.v1 else format_answers(study, answers))
     progress(f"wrote {answers_path}")
     report_path = out_dir / "report.pdf"
     pages = write_report(study, plots, answers, report_path)

@@ -8,6 +8,7 @@ stats line; per-request series are in issue order.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -45,8 +46,9 @@ class PlotData:
     xlabel: str
     ylabel: str
     series: tuple[Series, ...]
-    style: str  # "per-request", "over-time", "labelled-points", "bar-panels" or "line-panels"
+    style: str  # "per-request", "over-time", "labelled-points", "bars", "bar-panels" or "line-panels"
     footnote: str = ""  # e.g. "simulated GPU: a100-40gb x2; 50 requests at 3 req/s"
+    # bars: one series, one bar per category at x = 0, 1, ...
     # bar-panels: one panel per series (its label titles the panel), one bar per category at x = 0, 1, ...
     # line-panels: the x tick labels, one per x value the series hold, in x order
     categories: tuple[str, ...] = ()
@@ -86,9 +88,29 @@ def cpu_kv_plot(logs: dict[str, Sequence[StatsSample]], path: Path, footnote: st
                          "CPU KV cache usage (%)", _over_time(logs, lambda s: s.cpu_kv_pct), "over-time", footnote))
 
 
-def waiting_plot(logs: dict[str, Sequence[StatsSample]], path: Path, footnote: str = "") -> PlotData:
+def waiting_plot(logs: dict[str, Sequence[StatsSample]], path: Path, footnote: str = "", v1: bool = False) -> PlotData:
+    """V0's Pending count, or V1's Waiting (new and preempted requests: V1 has no swapped state)."""
+    if v1:
+        return draw(PlotData(path, "Requests waiting (vLLM V1's Waiting: new and preempted) over time",
+                             "seconds since the first stats line", "waiting requests",
+                             _over_time(logs, lambda s: s.pending), "over-time", footnote))
     return draw(PlotData(path, "Requests waiting for admission (Pending) over time", "seconds since the first stats line",
                          "pending requests", _over_time(logs, lambda s: s.pending), "over-time", footnote))
+
+
+def preemptions_plot(counts: dict[Optional[int], Sequence[Optional[int]]], path: Path, footnote: str = "") -> PlotData:
+    """vLLM V1's preemptions per run (all by recompute: the policy's victims and vLLM's own), one
+    bar per scheduler: the median of its runs. ``counts``: interval (FAIR for FairScheduler) ->
+    each run's count, None where the run's /metrics was not kept; schedulers with none are left out."""
+    shown = {interval: [c for c in runs if c is not None] for interval, runs in counts.items()}
+    shown = {interval: runs for interval, runs in shown.items() if runs}
+    values = tuple(float(statistics.median(runs)) for runs in shown.values())
+    runs = sorted({len(r) for r in shown.values()})
+    how = _median_of(runs, "each one's runs")
+    series = (Series("preemptions", tuple(float(i) for i in range(len(values))), values),)
+    return draw(PlotData(path, f"Preemptions per run, by recompute (vllm:num_preemptions_total; {how})", "",
+                         "preempted requests per run", series, "bars", footnote,
+                         tuple(short_label(interval) for interval in shown)))
 
 
 def interval_label(interval: Optional[int]) -> str:
@@ -154,6 +176,8 @@ def swap_paths_plot(paths: SwapPaths, path: Path, footnote: str = "") -> PlotDat
 
 
 def draw(plot: PlotData) -> PlotData:
+    if plot.style == "bars":
+        return _draw_bars(plot)
     if plot.style == "bar-panels":
         return _draw_panels(plot)
     if plot.style == "line-panels":
@@ -178,7 +202,7 @@ def draw(plot: PlotData) -> PlotData:
             ax.plot([s.x[0] for s in ordered], [s.y[0] for s in ordered], color="grey", linewidth=0.8, zorder=1)
         if plot.style == "over-time" and "%" in plot.ylabel:
             ax.set_ylim(0, 105)
-        if plot.style == "per-request" or plot.ylabel.startswith("pending"):
+        if plot.style == "per-request" or plot.ylabel.startswith(("pending", "waiting")):
             ax.set_ylim(bottom=0)
         ax.set_title(plot.title, fontsize=11)
         ax.set_xlabel(plot.xlabel)
@@ -186,6 +210,24 @@ def draw(plot: PlotData) -> PlotData:
         ax.grid(True, alpha=0.3)
         if plot.style != "labelled-points" and plot.series:
             ax.legend(fontsize=9)
+        _save(fig, plot)
+    finally:
+        plt.close(fig)
+    return plot
+
+
+def _draw_bars(plot: PlotData) -> PlotData:
+    fig, ax = plt.subplots(figsize=SIZE_IN, dpi=DPI)
+    try:
+        for series in plot.series:
+            bars = ax.bar(series.x, series.y, color="C0")
+            ax.bar_label(bars, fmt="%g", fontsize=8)
+            ax.set_xticks(series.x, plot.categories, fontsize=9)
+        ax.set_title(plot.title, fontsize=11)
+        ax.set_ylabel(plot.ylabel)
+        ax.set_ylim(bottom=0)
+        ax.margins(y=0.15)  # room for the values above the bars
+        ax.grid(True, axis="y", alpha=0.3)
         _save(fig, plot)
     finally:
         plt.close(fig)

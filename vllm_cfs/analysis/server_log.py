@@ -1,5 +1,9 @@
 """Read a vLLM 0.9.0 server log: the periodic stats, the KV block counts, our CFS counters, the GPU.
 
+A vLLM V1 server log reads into the same records (server_log_v1.py lists its lines): its stats
+line's Running, Waiting (as ``pending``) and GPU KV %, plus V1's preemptions and prefix cache hit
+rate; V0's Swapped and CPU KV % do not exist there and are None. ``ServerLog.engine_name`` says which.
+
 The lines we read (anything else is skipped; a log may hold several server starts and runs):
 
 * vLLM's V0 stats line, every 5 s while the engine is busy::
@@ -29,6 +33,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Optional
 
+from vllm_cfs.analysis import server_log_v1 as v1
+
 _TIMESTAMP = re.compile(r"\b(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) (\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\b")
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
 _STATS = re.compile(
@@ -54,11 +60,16 @@ class StatsSample:
     prompt_throughput: float  # tokens/s, averaged over the last interval (5 s)
     generation_throughput: float  # tokens/s
     running: int  # requests
-    swapped: int
-    pending: int  # waiting to be admitted
+    swapped: Optional[int]  # None on V1, which has no swap
+    pending: int  # waiting to be admitted (V1's Waiting: new and preempted requests)
     gpu_kv_pct: float  # % of GPU KV blocks in use
-    cpu_kv_pct: float  # % of CPU (swap) blocks in use
+    cpu_kv_pct: Optional[float]  # % of CPU (swap) blocks in use; None on V1
     segment: Optional[int]  # index in ServerLog.runs of the last marker before it (None: no marker yet)
+    # V1 only (None on V0): preemptions in the line's interval (vLLM 0.24.0 never prints them, see
+    # server_log_v1), the prefix cache hit rate, and the waiting requests V1 skipped (Deferred)
+    preemptions: Optional[int] = None
+    prefix_cache_hit_pct: Optional[float] = None
+    deferred: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,13 +88,15 @@ class CfsCounters:
 class KvBlocks:
     device: str  # as vLLM names it, e.g. "cuda (simulated a100-40gb)"
     gpu_blocks: int  # per GPU
-    cpu_blocks: int  # per GPU (vLLM's swap space is per GPU)
+    cpu_blocks: Optional[int]  # per GPU (vLLM's swap space is per GPU); None on V1, which has none
+    block_size: Optional[int] = None  # tokens per block, where the log says it (V1's simulated GPU)
 
 
 @dataclasses.dataclass(frozen=True)
 class EngineConfig:
     vllm_version: str
     fields: dict[str, str]  # the "key=value" pairs of vLLM's config line, values as written
+    engine: str = "V0"  # "V0" or "V1", as the line names it
 
     @property
     def model(self) -> Optional[str]:
@@ -116,6 +129,20 @@ class ServerLog:
     # KV blocks of the staged swap worker's staging buffer (last server start); None: vLLM's own
     # per-block swap, no staging buffer line
     staging_blocks: Optional[int] = None
+    # V1's start-up lines (last server start): the GPU KV cache in tokens per GPU, and how many
+    # requests of max_model_len tokens it holds at once
+    kv_cache_tokens: Optional[int] = None
+    max_model_len: Optional[int] = None
+    max_concurrency: Optional[float] = None
+
+    @property
+    def engine_name(self) -> Optional[str]:
+        """"V0" or "V1": the engine's config line, else the kind of stats lines; None: neither."""
+        if self.engine is not None:
+            return self.engine.engine
+        if self.stats:
+            return "V1" if self.stats[0].prefix_cache_hit_pct is not None else "V0"
+        return None
 
     def for_run(self, run: int) -> "ServerLog":
         """The part of the log from the marker of ``run`` to the next marker (the last such part
@@ -128,7 +155,7 @@ class ServerLog:
         stats = [s for s in self.stats if s.segment == segment]
         # The engine's last line of the previous burst (nothing running) can land just after the
         # marker: the run starts at its first line with work.
-        while stats and stats[0].running == stats[0].swapped == stats[0].pending == 0:
+        while stats and stats[0].running == (stats[0].swapped or 0) == stats[0].pending == 0:
             stats.pop(0)
         return dataclasses.replace(
             self,
@@ -198,7 +225,32 @@ def parse_server_log(lines: Iterable[str], year: Optional[int] = None) -> Server
             # A new server start: its own worker decides whether there is a staging buffer (its line
             # comes later, when the worker sizes the KV cache).
             log.staging_blocks = None
+        elif found := v1.read_v1_line(line):
+            _add_v1(log, found, now, segment)
     return log
+
+
+def _add_v1(log: ServerLog, found: v1.V1Line, now: datetime.datetime, segment: Optional[int]) -> None:
+    """One of V1's lines into the records V0's lines fill, where they mean the same thing."""
+    if isinstance(found, v1.V1Stats):
+        log.stats.append(StatsSample(now, found.prompt_throughput, found.generation_throughput, found.running,
+                                     None, found.waiting, found.gpu_kv_pct, None, segment,
+                                     preemptions=found.preemptions, prefix_cache_hit_pct=found.prefix_cache_hit_pct,
+                                     deferred=found.deferred))
+    elif isinstance(found, v1.V1PolicyCounters):
+        log.cfs.append(CfsCounters(now, found.counters, segment))
+    elif isinstance(found, v1.V1KvCacheTokens):
+        log.kv_cache_tokens = found.tokens
+    elif isinstance(found, v1.V1Concurrency):
+        log.max_model_len, log.max_concurrency = found.max_model_len, found.max_concurrency
+    elif isinstance(found, v1.V1SimulatedBlocks):
+        device = f"cuda (simulated {log.simulated.profile})" if log.simulated else "cuda (simulated)"
+        log.blocks = KvBlocks(device, found.gpu_blocks, None, found.block_size)
+    elif isinstance(found, v1.V1EngineLine):
+        log.engine = EngineConfig(found.vllm_version, _parse_fields(found.config), engine="V1")
+        # A new server start: its KV cache lines follow.
+        log.blocks = None
+        log.kv_cache_tokens = log.max_model_len = log.max_concurrency = None
 
 
 def read_server_log(path: Path | str, year: Optional[int] = None) -> ServerLog:

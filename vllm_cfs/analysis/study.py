@@ -3,6 +3,9 @@ FairScheduler's runs when there are any, the 3.2 sweep on the staged swap worker
 and the facts read once from the logs (KV blocks, KV bytes per token, GPU real or simulated).
 
 Plots use each interval's first run; the interval table gives medians over all runs.
+
+The engine (V0 or vLLM V1) is read from env.txt, else from the server logs: a V1 study has no
+swap (no staged sweep, no CPU KV), and each run's preemptions from the server's /metrics.
 """
 
 from __future__ import annotations
@@ -59,6 +62,35 @@ class Study:
     fair_row: Optional[IntervalRow] = None
     # the 3.2 sweep again on the staged swap worker, beside the per-block one (None: not run)
     swap_paths: Optional[SwapPaths] = None
+    engine: str = "v0"  # "v0": vLLM 0.9.0's V0 engine; "v1": vLLM V1
+    vllm_version: Optional[str] = None  # as env.txt or the engine's config line gives it
+
+    @property
+    def v1(self) -> bool:
+        return self.engine == "v1"
+
+    @property
+    def engine_label(self) -> str:
+        """E.g. "vLLM V1 (0.24.0)"."""
+        name = "vLLM V1" if self.v1 else "vLLM V0"
+        return f"{name} ({self.vllm_version})" if self.vllm_version else name
+
+    def results_of(self, interval: Optional[int]) -> IntervalResults:
+        """The runs of a table row: a sweep interval, or FairScheduler's (``FAIR``)."""
+        if interval is FAIR:
+            if self.fair_folder is None or self.fair_folder.fair is None:
+                raise KeyError("no FairScheduler runs in this study")
+            return self.fair_folder.fair
+        return self.task32.interval(interval)
+
+    def preemptions(self, interval: Optional[int]) -> tuple[Optional[int], ...]:
+        """Each run's preemptions of a table row, in run order (None: no /metrics kept for it)."""
+        results = self.results_of(interval)
+        return tuple(results.preemptions(run) for run in results.runs)
+
+    def prefix_cache_hits(self, interval: Optional[int]) -> tuple[Optional[int], ...]:
+        results = self.results_of(interval)
+        return tuple(results.prefix_cache_hits(run) for run in results.runs)
 
     @property
     def simulated(self) -> bool:
@@ -77,8 +109,11 @@ class Study:
     @property
     def footnote(self) -> str:
         setup = self.fcfs_31.result.setup
-        return (f"{self.gpu}; {setup.get('num_prompts', '?')} requests at {setup.get('request_rate', '?')} req/s "
-                f"({str(setup.get('dataset', '?')).split(' ')[0]}), CodeLlama-34B, TP 2, swap preemption")
+        workload = (f"{setup.get('num_prompts', '?')} requests at {setup.get('request_rate', '?')} req/s "
+                    f"({str(setup.get('dataset', '?')).split(' ')[0]}), CodeLlama-34B, TP 2")
+        if self.v1:
+            return f"{self.gpu}; {self.engine_label}; {workload}, recompute preemption"
+        return f"{self.gpu}; {workload}, swap preemption"
 
 
 def _gpu(folders: tuple[ResultsFolder, ...]) -> str:
@@ -105,6 +140,23 @@ def _blocks_and_footprint(folders: tuple[ResultsFolder, ...]) -> tuple[Optional[
             if footprint is None and folder.model_config and tp:
                 footprint = kv_footprint(folder.model_config, tp, log.engine.dtype if log.engine else None)
     return blocks, footprint
+
+
+def _engine(folders: tuple[ResultsFolder, ...]) -> tuple[str, Optional[str]]:
+    """("v0" or "v1", vLLM's version): env.txt's engine and vllm lines (a V0 sweep writes no
+    engine line), else the server logs; V0 when nothing says."""
+    for folder in folders:
+        version = folder.env.get("vllm")
+        if folder.env.get("engine") in ("v0", "v1"):
+            return folder.env["engine"], version
+        if version and version[0].isdigit():
+            return ("v0" if version.startswith("0.9.") else "v1"), version
+    for folder in folders:
+        for results in folder.intervals.values():
+            if results.log and results.log.engine_name:
+                config = results.log.engine
+                return results.log.engine_name.lower(), config.vllm_version if config else None
+    return "v0", None
 
 
 def _check_same_workload(fcfs: IntervalResults, other: IntervalResults, path, what: str) -> None:
@@ -166,6 +218,10 @@ def load_study(task31_dir, task32_dir, cfs_interval: int = COMPARED_INTERVAL, fa
     cfs = task32.interval(cfs_interval)
     rows = {i: interval_row(i, list(r.runs.values())) for i, r in sorted(task32.intervals.items())}
     blocks, footprint = _blocks_and_footprint((task31, task32))
+    engine, vllm_version = _engine((task31, task32))
+    if engine == "v1" and staged_dir is not None:
+        raise InputError(f"{staged_dir}: the staged swap compares two swap paths, and vLLM V1 has no swap "
+                         f"({task32.path} ran on V1)")
     fair = fair_folder.fair if fair_folder else None
     if fair is not None:
         _check_same_workload(fcfs32, fair, fair_folder.path, "FairScheduler's run")
@@ -184,4 +240,6 @@ def load_study(task31_dir, task32_dir, cfs_interval: int = COMPARED_INTERVAL, fa
         fair=_burst(fair, fair.first_run, FAIR_LABEL) if fair else None,
         fair_row=interval_row(FAIR, list(fair.runs.values())) if fair else None,
         swap_paths=_swap_paths(task32, rows, staged_dir) if staged_dir is not None else None,
+        engine=engine,
+        vllm_version=vllm_version,
     )

@@ -1,0 +1,22 @@
+"""Running the hw2 scripts from the V1 tests (a module of its own: pytest imports every conftest.py
+under one name, so tests cannot import from theirs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+HW2 = REPO / "hw2"
+# The burst overfills the KV cache whatever the timing: 12 prompts of 4000 tokens, all at once,
+# need 12 x 250 blocks of 16 tokens and the simulated 2 x A100-40GB has 2562 blocks per GPU, so 2
+# requests wait for the first to finish, and CFS and Fair have newcomers to make room for.
+BURST_ENV = {"NUM_PROMPTS": "12", "REQUEST_RATE": "inf", "SEED": "3",
+             "RANDOM_INPUT_LEN": "4000", "RANDOM_OUTPUT_LEN": "64"}
+
+
+def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    # In a session of its own: a script that signals the wrong process group stops itself, not pytest.
+    return subprocess.run(["bash", *args], cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout, start_new_session=True)
