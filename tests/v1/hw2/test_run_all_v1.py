@@ -215,11 +215,16 @@ def test_help_documents_the_engine(script):
     assert "v1: vLLM V1" in text
 
 
+def dry_run_make(*args):
+    """`make -n` as a user types it: outside `make test`, whose MAKELEVEL would add directory lines."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    return subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env=env).stdout.splitlines()
+
+
 def test_make_hw2_engine_v1_builds_only_the_v1_venv_and_passes_the_engine():
-    lines = subprocess.run(["make", "-n", "hw2", "ENGINE=v1"], cwd=REPO, capture_output=True, text=True,
-                           timeout=60).stdout.splitlines()
+    lines = dry_run_make("hw2", "ENGINE=v1")
     assert lines[-1].strip() == "bash hw2/run_all.sh --engine v1"
     assert not any(re.search(r"\s\.venv(/|\s|$)", line) for line in lines)  # V0's venv is not touched
-    other = subprocess.run(["make", "-n", "hw2", "ENGINE=v2"], cwd=REPO, capture_output=True, text=True,
-                           timeout=60).stdout.splitlines()
+    other = dry_run_make("hw2", "ENGINE=v2")
     assert [line.strip() for line in other] == ["bash hw2/run_all.sh --engine v2"]  # which refuses it
