@@ -34,6 +34,7 @@ from vllm_cfs.policy import (ahead_by_a_time_slice, cfs_key, eviction_key, first
                              stall_cost_key, yields_to_new_arrivals_only)
 from vllm_cfs.settings import CFSConfigError, read_cfs_interval, read_min_granularity, read_patience_tokens
 from vllm_cfs.v1.adapter import request_state
+from vllm_cfs.v1.recompute import RecomputeLedger
 
 # Under vLLM's logger, so that `vllm serve` prints our lines with its own, in its format.
 logger = init_logger(f"vllm.{__name__}")
@@ -49,6 +50,10 @@ class PolicyStats:
     policy_steps: int = 0  # steps in which the policy looked for victims (CFS steps, Fair's evictions)
     victims: int = 0  # requests the policy preempted (upstream's own preemptions are not counted here)
     victim_blocks: int = 0  # GPU blocks those victims held
+    # Every token the engine was asked to compute, and those a request had computed before (its
+    # recompute after a preemption, upstream's or ours: the recompute tax, vllm_cfs.v1.recompute).
+    tokens_computed: int = 0
+    tokens_recomputed: int = 0
 
 
 class _PolicyScheduler(AsyncScheduler):
@@ -60,6 +65,7 @@ class _PolicyScheduler(AsyncScheduler):
             raise CFSConfigError(f"{type(self).__name__} ranks requests itself (priority first): "
                                  "start vLLM with --scheduling-policy fcfs")
         self.policy_stats = PolicyStats()
+        self._recompute = RecomputeLedger()
         self._steps = 0
         self.victim_ids: set[str] = set()  # this step's policy victims
         self._stats_logged = PolicyStats()
@@ -91,9 +97,21 @@ class _PolicyScheduler(AsyncScheduler):
         return super()._build_kv_connector_meta(connector, scheduler_output)
 
     def _update_after_schedule(self, scheduler_output: SchedulerOutput) -> None:
-        """Overridden so that the workers see the policy's victims among the step's preempted."""
+        """Overridden so that the workers see the policy's victims among the step's preempted, and
+        to count the step's recomputed tokens while each request's computed count is still the
+        step's start."""
         self._report_victims(scheduler_output)
+        self._count_computed(scheduler_output)
         super()._update_after_schedule(scheduler_output)
+
+    def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output):
+        """Overridden to log the stats line when the scheduler drains: a burst's totals in the log."""
+        outputs = super().update_from_output(scheduler_output, model_runner_output)
+        for request_id in scheduler_output.finished_req_ids:
+            self._recompute.forget(request_id)
+        if not self.has_requests():
+            self._log_stats()
+        return outputs
 
     # --- what a policy decides ---
 
@@ -180,11 +198,20 @@ class _PolicyScheduler(AsyncScheduler):
             budget -= contender.num_tokens - contender.num_computed_tokens
         return victims
 
+    def _count_computed(self, scheduler_output: SchedulerOutput) -> None:
+        for request_id, tokens in scheduler_output.num_scheduled_tokens.items():
+            self._recompute.count(request_id, self.requests[request_id].num_computed_tokens, tokens)
+        self.policy_stats.tokens_computed = self._recompute.tokens_computed
+        self.policy_stats.tokens_recomputed = self._recompute.tokens_recomputed
+
     def _maybe_log_stats(self) -> None:
-        now = time.monotonic()
-        if now - self._stats_logged_at < STATS_LOG_PERIOD_S or self.policy_stats == self._stats_logged:
+        if time.monotonic() - self._stats_logged_at >= STATS_LOG_PERIOD_S:
+            self._log_stats()
+
+    def _log_stats(self) -> None:
+        if self.policy_stats == self._stats_logged:
             return
-        self._stats_logged_at = now
+        self._stats_logged_at = time.monotonic()
         self._stats_logged = dataclasses.replace(self.policy_stats)
         logger.info("%s stats: %s", type(self).__name__,
                     ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(self.policy_stats).items()))
@@ -215,7 +242,9 @@ class CFSScheduler(_PolicyScheduler):
     def schedule(self, throttle_prefills: bool = False) -> SchedulerOutput:
         """Overridden: with CFS_INTERVAL=0 upstream's step untouched."""
         if self.cfs_interval == 0:
-            return AsyncScheduler.schedule(self, throttle_prefills)
+            output = AsyncScheduler.schedule(self, throttle_prefills)
+            self._maybe_log_stats()
+            return output
         return super().schedule(throttle_prefills)
 
     def _is_cfs_step(self) -> bool:

@@ -27,6 +27,7 @@ from vllm.v1.request import Request
 from vllm.v1.structured_output import StructuredOutputManager
 
 from vllm_cfs.lab.traces import RequestOutcome, TraceRequest
+from vllm_cfs.v1.recompute import RecomputeLedger
 
 BLOCK_SIZE = 16
 
@@ -78,13 +79,10 @@ class TraceDriver:
     requests: Dict[str, Request] = dataclasses.field(default_factory=dict)
     # Called with what schedule() returned, before any token is sampled.
     on_schedule: Optional[Callable[[SchedulerOutput], None]] = None
-    # Tokens scheduled in all, and those at positions their request had computed before (recompute).
-    tokens_computed: int = 0
-    tokens_recomputed: int = 0
+    recompute: RecomputeLedger = dataclasses.field(default_factory=RecomputeLedger)
 
     def __post_init__(self) -> None:
         self._pending = sorted(self.trace, key=lambda r: (r.arrival_step, r.request_id))
-        self._high_water: Dict[str, int] = {}
         self._block_hasher = None
         if self.scheduler.cache_config.enable_prefix_caching:
             init_none_hash(sha256)
@@ -145,12 +143,8 @@ class TraceDriver:
 
     def _count_computed(self, output: SchedulerOutput) -> None:
         for rid, tokens in output.num_scheduled_tokens.items():
-            request = self.requests[rid]
-            start = request.num_computed_tokens - tokens  # schedule() has advanced it already
-            seen = self._high_water.get(rid, 0)
-            self.tokens_computed += tokens
-            self.tokens_recomputed += max(0, min(seen, start + tokens) - start)
-            self._high_water[rid] = max(seen, start + tokens)
+            # schedule() has advanced num_computed_tokens already
+            self.recompute.count(rid, self.requests[rid].num_computed_tokens - tokens, tokens)
 
     def _sample(self, request_id: str) -> list[int]:
         request = self.requests[request_id]

@@ -159,3 +159,38 @@ def test_the_policies_refuse_the_priority_queue(monkeypatch):
     monkeypatch.setattr(trace, "SchedulerConfig", priority_config)
     with pytest.raises(CFSConfigError, match="--scheduling-policy fcfs"):
         make_scheduler(FairScheduler, POOLS)
+
+
+def logged_stats(driver) -> list[dict[str, int]]:
+    """The scheduler's stats lines logged while the driver runs, each as its key=value pairs."""
+    import logging
+
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("vllm.vllm_cfs.v1.scheduler")
+    logger.addHandler(handler)
+    try:
+        driver.run()
+    finally:
+        logger.removeHandler(handler)
+    prefix = f"{type(driver.scheduler).__name__} stats: "
+    return [dict((k, int(v)) for k, v in (pair.split("=") for pair in line[len(prefix):].split(", ")))
+            for line in lines if line.startswith(prefix)]
+
+
+@pytest.mark.parametrize("policy", ["fair", "vllm's own (CFS_INTERVAL=0)"])
+def test_the_stats_line_at_drain_holds_the_workloads_recompute_tax(policy, fair, cfs):
+    runners = [TraceRequest(f"run{i}", 0, PROMPT, max_tokens=100) for i in range(4)]
+    # vLLM's own scheduling preempts too once decodes outgrow the blocks: 43 blocks hold 4 x 150 + 4 x 100
+    # tokens only with a preemption
+    trace = runners + [TraceRequest("new", 12, PROMPT, max_tokens=100)]
+    driver = TraceDriver(fair(0) if policy == "fair" else cfs(0), trace)
+    last = logged_stats(driver)[-1]  # logged when the scheduler drained, however soon
+    assert (last["tokens_computed"], last["tokens_recomputed"]) == (driver.recompute.tokens_computed,
+                                                                    driver.recompute.tokens_recomputed)
+    assert driver.recompute.tokens_recomputed > 0
+    preemptions = sum(o.preemptions for o in driver.outcomes.values())
+    assert driver.recompute.tokens_computed == sum(PROMPT + 100 - 1 for _ in trace) + driver.recompute.tokens_recomputed
+    # upstream's own preemptions (a decode out of blocks) are not the policy's victims
+    assert (1 <= last["victims"] <= preemptions) if policy == "fair" else (last["victims"] == 0 < preemptions)
