@@ -98,6 +98,9 @@ class Server:
     def __init__(self, command: list[str], env: dict[str, str], log: Path, port: int):
         self.base_url = f"http://127.0.0.1:{port}"
         self.log = log
+        if fetch(self.base_url + "/health", timeout=2) is not None:
+            raise SessionError(f"a server already answers on port {port}: stop it first (its bursts would be "
+                               "measured instead)")
         with log.open("ab") as out:
             out.write(f"$ {' '.join(command)}\n".encode())
             out.flush()
@@ -259,6 +262,8 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     args.gpu_blocks = args.gpu_blocks or None
+    # `timeout` and the like stop us with SIGTERM: exit through the finally blocks that stop the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         if not (args.model / "config.json").is_file():
             raise SessionError(f"{args.model} holds no config.json: give the bundle's model folder")
