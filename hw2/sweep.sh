@@ -114,7 +114,8 @@ if [[ "$ENGINE" == v0 ]]; then
     engine_settings=(--setting "preemption_mode=swap" --setting "swap_space_gib=16"
                      --setting "swap=$swap" --setting "worker_cls=${worker_cls:-$default_worker}")
 else
-    engine_settings=(--setting "engine=v1" --setting "preemption_mode=recompute (vLLM V1 has no swap)")
+    engine_settings=(--setting "engine=v1" --setting "preemption_mode=recompute (vLLM V1 has no swap)"
+                     --setting "gpu_blocks=$V1_GPU_BLOCKS GPU blocks per GPU, V0's budget (--num-gpu-blocks-override $V1_GPU_BLOCKS)")
 fi
 "$PYTHON" -m vllm_cfs.experiment.environment --gpu "$(gpu_description)" \
     --setting "scheduler=$scheduler_cls" "${policy_settings[@]}" --setting "runs_per_interval=$runs" \

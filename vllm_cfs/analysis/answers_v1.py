@@ -126,6 +126,7 @@ def format_answers_v1(study: Study, answers: Sequence[Answer]) -> str:
                                "modeled (vllm_cfs.sim)" if study.simulated else ""),
         f"engine: {study.engine_label}: preemption by recompute only (V1 has no swap), chunked prefill always on, "
         "prefix caching on (vLLM's defaults)",
+        *([f"KV budget: {study.task31.env['gpu_blocks']}"] if study.task31.env.get("gpu_blocks") else []),
         f"workload: {setup.get('num_prompts')} requests at {setup.get('request_rate')} req/s, "
         f"{setup.get('dataset')}, seed {setup.get('seed')}",
         f"inputs: {study.task31.path} (task 3.1), {study.task32.path} (task 3.2 sweep){fair}; "
