@@ -236,9 +236,18 @@ for point in "${points[@]}"; do
         say "$setting, run $run of $runs"
         # The analysis cuts the log into runs at these lines.
         echo "vllm-cfs hw2 marker: run $run of $runs, $setting, $(date '+%Y-%m-%dT%H:%M:%S%z')" >>"$log"
+        # On V1, prefix caching is on (vLLM's default) and one server serves every run of a point, so
+        # run 2 of the same prompts would find run 1's blocks cached and look faster for that alone.
+        # Each run's requests carry a salt of their own (vLLM's cache_salt, client --cache-salt):
+        # no run can hit an earlier one's blocks, and within a run the cache works as vLLM's
+        # defaults make it. (vLLM 0.24 resets the cache only through its dev-mode endpoints, and
+        # turning prefix caching off would change V1's defaults and leave CPU offloading's store,
+        # keyed by the same block hashes, serving run 1's KV to run 2.)
+        run_args=()
+        [[ "$ENGINE" == v0 ]] || run_args=(--cache-salt "hw2-${point}-r${run}")
         # In the background, so that a signal reaches this script's trap while the burst runs.
         "$HW2_DIR/client.sh" --port "$port" --out "$out/${point}_r${run}" --label "${point}_r${run}" \
-            -- "${client_args[@]}" >/dev/null &
+            -- "${run_args[@]}" "${client_args[@]}" >/dev/null &
         client_pid=$!
         code=0
         wait "$client_pid" || code=$?

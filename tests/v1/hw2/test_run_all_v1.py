@@ -43,6 +43,9 @@ def test_every_step_writes_its_folder(experiment):
         result = RunResult.load(folder / f"{run}.json")
         assert result.summary.completed == int(BURST_ENV["NUM_PROMPTS"]) and result.summary.failed == 0
         assert result.setup["gpu"] == "simulated GPU (a100-40gb x2)"
+        # Every V1 run is salted apart from the runs before it on its server (sweep.sh).
+        point = run.rsplit("_", 1)[0]
+        assert result.setup["cache_salt"] == f"hw2-{point}-r1"
     assert "step 4 of 4: plots, answers, report" in experiment.process.stderr
 
 
@@ -97,6 +100,8 @@ TABLE_ROW = re.compile(r"^\s+(FCFS|CFS|Fair)\s+(\d+|-)\s+(\d+)\s+([\d.]+)\s+([\d
 
 def test_the_table_holds_the_clients_figures_and_the_metrics_preemptions(experiment):
     text = (experiment.out / "answers.txt").read_text()
+    assert ("every run of a scheduler repeats the same prompts (one seed), each with a cache salt of its own "
+            "(vLLM's cache_salt, set by hw2/sweep.sh), so a run hits only its own blocks") in text
     rows = TABLE_ROW.findall(text)
     assert [(name, interval) for name, interval, *_ in rows] == [("FCFS", "0"), ("CFS", "10"), ("Fair", "-")], text
     for (_, _, runs, ttft, tpot, itl, throughput, preemptions), (_, folder, run, _) in zip(rows, COMPARED):
