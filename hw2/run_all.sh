@@ -48,7 +48,7 @@ Options:
   -h, --help          this text
 Real GPUs when nvidia-smi works and a model folder is given; otherwise the simulated
 2 x A100-40GB (about 21 minutes on 2 CPU cores, in real time; 18 with --no-fair; with
---engine v1, about 11 minutes).
+--engine v1, about 15 minutes).
 EOF
 }
 
