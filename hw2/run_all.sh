@@ -27,7 +27,8 @@ Usage: hw2/run_all.sh [--engine v0|v1] [--out DIR] [--runs N] [--intervals "LIST
 
 With --engine v1 (make hw2 ENGINE=v1): the same steps 1-4 on vLLM V1 (.venv-v1, make venv-v1):
 interval 0 is V1's own scheduling (our CFSScheduler with CFS_INTERVAL=0), the other intervals
-and Fair our V1 schedulers, every preemption by recompute (V1 has no swap, so no --staged-swap).
+and Fair our V1 schedulers, every preemption by recompute (V1 has no swap, so no --staged-swap),
+every server's KV cache held to V0's budget of 1028 GPU blocks (hw2/server.sh --help).
 The plots are those that exist on V1: results_3.2/preemptions.png (preemptions over time, from
 V1's stats lines) takes cpu_kv's place; the table gains each run's preemptions (from the server's
 /metrics after each run); answers.txt and the report say that every figure comes from vLLM V1
@@ -47,7 +48,7 @@ Options:
   -h, --help          this text
 Real GPUs when nvidia-smi works and a model folder is given; otherwise the simulated
 2 x A100-40GB (about 21 minutes on 2 CPU cores, in real time; 18 with --no-fair; with
---engine v1, about 11 minutes).
+--engine v1, about 15 minutes).
 EOF
 }
 

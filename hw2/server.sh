@@ -21,7 +21,8 @@ tokenizer (no weights, nothing downloaded).
 
 With --engine v1: vLLM V1 (.venv-v1, make venv-v1) with the same --scheduler-cls (our V1
 schedulers), no VLLM_USE_V1=0 and no swap flags: V1 has no swap, it preempts by recompute, and
-its prefill is always chunked.
+its prefill is always chunked. Its KV cache is held to V0's budget, $V1_GPU_BLOCKS GPU blocks
+(--num-gpu-blocks-override $V1_GPU_BLOCKS; V1's own plan would give 2562 on the simulated GPU).
 
 Options:
   --engine E     v0: vLLM 0.9.0's V0 engine (default); v1: vLLM V1 (no --swap there)
@@ -97,7 +98,7 @@ mkdir -p "$(dirname "$log")"
 say "GPU: $(gpu_description)"
 if [[ "$scheduler" == fair ]]; then policy="$scheduler_cls (FAIR_PATIENCE_TOKENS=$patience)"; else policy="CFS_INTERVAL=$cfs_interval"; fi
 if [[ -n "$worker_cls" ]]; then swap_path="staged swap ($worker_cls)"; else swap_path="vLLM's per-block swap"; fi
-[[ "$ENGINE" == v0 ]] || swap_path="on vLLM V1, preemption by recompute"
+[[ "$ENGINE" == v0 ]] || swap_path="on vLLM V1, preemption by recompute, $V1_GPU_BLOCKS GPU blocks (V0's budget)"
 say "serving $SERVED_MODEL_NAME$source_note on http://127.0.0.1:$port with $policy, $swap_path; log appended to $log"
 
 export CFS_INTERVAL="$cfs_interval" PYTHONUNBUFFERED=1
@@ -106,12 +107,14 @@ if [[ "$ENGINE" == v1 ]]; then
     # V1 logs its stats line every 10 s by default; every 5 s, as V0 and our schedulers' stats
     # lines do, gives the plots over time the same resolution on both engines.
     export VLLM_LOG_STATS_INTERVAL="${VLLM_LOG_STATS_INTERVAL:-5}"
-    # vLLM V1's defaults otherwise (chunked prefill, prefix caching), as a user's `vllm serve` has them.
+    # V0's KV budget (common.sh says why); vLLM V1's defaults otherwise (chunked prefill, prefix
+    # caching), as a user's `vllm serve` has them.
     exec "$PYTHON" -m vllm.entrypoints.cli.main serve "$model" \
         --served-model-name "$SERVED_MODEL_NAME" \
         --host 127.0.0.1 --port "$port" \
         --tensor-parallel-size 2 \
         --scheduler-cls "$scheduler_cls" \
+        --num-gpu-blocks-override "$V1_GPU_BLOCKS" \
         >>"$log" 2>&1
 fi
 export VLLM_USE_V1=0

@@ -114,7 +114,8 @@ if [[ "$ENGINE" == v0 ]]; then
     engine_settings=(--setting "preemption_mode=swap" --setting "swap_space_gib=16"
                      --setting "swap=$swap" --setting "worker_cls=${worker_cls:-$default_worker}")
 else
-    engine_settings=(--setting "engine=v1" --setting "preemption_mode=recompute (vLLM V1 has no swap)")
+    engine_settings=(--setting "engine=v1" --setting "preemption_mode=recompute (vLLM V1 has no swap)"
+                     --setting "gpu_blocks=$V1_GPU_BLOCKS GPU blocks per GPU, V0's budget (--num-gpu-blocks-override $V1_GPU_BLOCKS)")
 fi
 "$PYTHON" -m vllm_cfs.experiment.environment --gpu "$(gpu_description)" \
     --setting "scheduler=$scheduler_cls" "${policy_settings[@]}" --setting "runs_per_interval=$runs" \
@@ -235,9 +236,18 @@ for point in "${points[@]}"; do
         say "$setting, run $run of $runs"
         # The analysis cuts the log into runs at these lines.
         echo "vllm-cfs hw2 marker: run $run of $runs, $setting, $(date '+%Y-%m-%dT%H:%M:%S%z')" >>"$log"
+        # On V1, prefix caching is on (vLLM's default) and one server serves every run of a point, so
+        # run 2 of the same prompts would find run 1's blocks cached and look faster for that alone.
+        # Each run's requests carry a salt of their own (vLLM's cache_salt, client --cache-salt):
+        # no run can hit an earlier one's blocks, and within a run the cache works as vLLM's
+        # defaults make it. (vLLM 0.24 resets the cache only through its dev-mode endpoints, and
+        # turning prefix caching off would change V1's defaults and leave CPU offloading's store,
+        # keyed by the same block hashes, serving run 1's KV to run 2.)
+        run_args=()
+        [[ "$ENGINE" == v0 ]] || run_args=(--cache-salt "hw2-${point}-r${run}")
         # In the background, so that a signal reaches this script's trap while the burst runs.
         "$HW2_DIR/client.sh" --port "$port" --out "$out/${point}_r${run}" --label "${point}_r${run}" \
-            -- "${client_args[@]}" >/dev/null &
+            -- "${run_args[@]}" "${client_args[@]}" >/dev/null &
         client_pid=$!
         code=0
         wait "$client_pid" || code=$?

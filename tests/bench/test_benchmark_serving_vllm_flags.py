@@ -297,6 +297,22 @@ def test_what_reaches_the_server_in_each_dialect(completion_server, tiny_tokeniz
     assert code == 0 and all(body["ignore_eos"] is True for body in completion_server.received)
 
 
+def test_a_cache_salt_reaches_the_server_and_the_results_only_when_given(completion_server, tiny_tokenizer_dir,
+                                                                          capsys, tmp_path):
+    url = completion_server.url("ok")
+    code, _ = run_main(capsys, url, tiny_tokenizer_dir, "--result-json", str(tmp_path / "plain.json"))
+    assert code == 0 and not any("cache_salt" in body for body in completion_server.received)
+    assert "cache_salt" not in RunResult.load(tmp_path / "plain.json").setup  # V0's records stay as they were
+
+    completion_server.received.clear()
+    code, _ = run_main(capsys, url, tiny_tokenizer_dir, "--cache-salt", "hw2-p10-r2",
+                       "--result-json", str(tmp_path / "salted.json"))
+    assert code == 0 and [body["cache_salt"] for body in completion_server.received] == ["hw2-p10-r2"] * 6
+    assert RunResult.load(tmp_path / "salted.json").setup["cache_salt"] == "hw2-p10-r2"
+    with pytest.raises(DialectError, match="--cache-salt must not be empty"):
+        planned("--tokenizer", str(tiny_tokenizer_dir), "--cache-salt", "")
+
+
 def test_max_concurrency_bounds_the_requests_in_flight(completion_server, tiny_tokenizer_dir, capsys, tmp_path):
     path = tmp_path / "burst.json"
     code, out = run_main(capsys, completion_server.url("ok"), tiny_tokenizer_dir, "--max-concurrency", "2",

@@ -60,11 +60,16 @@ def interval_table_v1(study: Study) -> list[str]:
 
 
 def table_notes(study: Study) -> list[str]:
+    if all(study.results_of(row.interval).salted_apart for row in study.table_rows):
+        reuse = ("each with a cache salt of its own (vLLM's cache_salt, set by hw2/sweep.sh), so a run hits only "
+                 "its own blocks (a preempted request's), never an earlier run's")
+    else:
+        reuse = "without a cache salt per run, so a later run can find an earlier one's blocks"
     lines = ["preemptions: vllm:num_preemptions_total on the server's /metrics after each run, minus the run before "
              "(<point>_r<run>.metrics; n/a: not kept); all by recompute, our schedulers' victims and vLLM's own",
              "prefix cache hits per run (prompt tokens served from V1's prefix cache, on by default; "
-             "vllm:prefix_cache_hits_total likewise): every run of a scheduler repeats the same prompts (one seed), "
-             "so a later run can find an earlier one's blocks:"]
+             f"vllm:prefix_cache_hits_total likewise): every run of a scheduler repeats the same prompts (one seed), "
+             f"{reuse}:"]
     for row in study.table_rows:
         name = "Fair" if row.interval is None else ("FCFS" if row.interval == 0 else f"CFS-{row.interval}")
         lines.append(f"  {name}: {_counts(study.prefix_cache_hits(row.interval))}")
@@ -126,6 +131,7 @@ def format_answers_v1(study: Study, answers: Sequence[Answer]) -> str:
                                "modeled (vllm_cfs.sim)" if study.simulated else ""),
         f"engine: {study.engine_label}: preemption by recompute only (V1 has no swap), chunked prefill always on, "
         "prefix caching on (vLLM's defaults)",
+        *([f"KV budget: {study.task31.env['gpu_blocks']}"] if study.task31.env.get("gpu_blocks") else []),
         f"workload: {setup.get('num_prompts')} requests at {setup.get('request_rate')} req/s, "
         f"{setup.get('dataset')}, seed {setup.get('seed')}",
         f"inputs: {study.task31.path} (task 3.1), {study.task32.path} (task 3.2 sweep){fair}; "

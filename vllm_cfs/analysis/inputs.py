@@ -56,6 +56,13 @@ class IntervalResults:
         count = prometheus.run_delta(self.metrics, run, prometheus.PREFIX_CACHE_HITS)
         return None if count is None else round(count)
 
+    @property
+    def salted_apart(self) -> bool:
+        """Whether every run sent a cache salt (vLLM V1's cache_salt) no other run of this server
+        sent: then no run could hit the prefix cache with another's blocks."""
+        salts = [result.setup.get("cache_salt") for result in self.runs.values()]
+        return all(salts) and len(set(salts)) == len(salts)
+
     def run_log(self, run: int) -> Optional[ServerLog]:
         if self.log is None:
             return None

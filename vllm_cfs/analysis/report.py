@@ -29,8 +29,8 @@ PAGE_IN = (8.27, 11.69)  # A4 portrait
 LINES_PER_PAGE = 64
 WRAP = 104
 ENV_KEYS = ("date", "gpu", "engine", "host", "cpu_cores", "python", "vllm", "torch", "transformers", "vllm-cfs",
-            "vllm_cfs_commit", "model", "tensor_parallel_size", "preemption_mode", "swap_space_gib", "scheduler",
-            "cfs_min_granularity", "intervals", "runs_per_interval", "num_prompts", "request_rate", "seed",
+            "vllm_cfs_commit", "model", "tensor_parallel_size", "preemption_mode", "swap_space_gib", "gpu_blocks",
+            "scheduler", "cfs_min_granularity", "intervals", "runs_per_interval", "num_prompts", "request_rate", "seed",
             "dataset", "random_input_len", "random_output_len", "client_args")
 # FairScheduler's folder shares the workload and versions; what differs is said once.
 FAIR_ENV_KEYS = ("date", "scheduler", "fair_patience_tokens", "runs_per_interval", "vllm_cfs_commit")

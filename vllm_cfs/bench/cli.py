@@ -190,6 +190,10 @@ def build_parser() -> tuple[OneLineParser, _Options]:
     o.vllm(workload, "--sharegpt-output-len", type=int, help="output tokens per ShareGPT request (default: the reply's length)")
     o.ours(workload, "--humaneval-output-len", type=int,
            help="output tokens per HumanEval request (default: the reference solution's length)")
+    o.ours(workload, "--cache-salt", metavar="TEXT",
+           help="sent with every request as vLLM V1's cache_salt: requests with different salts share no "
+                "prefix-cache blocks, so a run salted apart from the runs before it on the same server finds "
+                "none of their prompts cached (hw2/sweep.sh gives each V1 run its own; default: none)")
     for name in SAMPLING:
         o.vllm(workload, "--" + name.replace("_", "-"), type=int if name == "top_k" else float,
                help=f"{name} sent with every request (default: greedy, temperature 0)" if name == "temperature"
@@ -317,6 +321,8 @@ def plan(args: argparse.Namespace, options: _Options) -> Plan:
         base_url = f"http://{args.host or DEFAULT_HOST}:{args.port if args.port is not None else DEFAULT_PORT}"
     if not base_url.startswith(("http://", "https://")):
         raise DialectError(f"--base-url must start with http:// or https://, got {base_url!r}")
+    if args.cache_salt is not None and not args.cache_salt:
+        raise DialectError("--cache-salt must not be empty (vLLM refuses an empty cache_salt)")
     if not (args.timeout > 0 and math.isfinite(args.timeout)):
         raise DialectError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.max_concurrency is not None and args.max_concurrency < 1:
@@ -358,7 +364,8 @@ def plan(args: argparse.Namespace, options: _Options) -> Plan:
     ignore_eos = dialect == "cfs" or bool(args.ignore_eos)
     client = ClientConfig(base_url=base_url, model=served, timeout_s=args.timeout,
                           progress=not (args.no_progress or args.disable_tqdm), endpoint=endpoint,
-                          ignore_eos=ignore_eos, max_concurrency=args.max_concurrency, sampling=sampling)
+                          ignore_eos=ignore_eos, max_concurrency=args.max_concurrency, sampling=sampling,
+                          cache_salt=args.cache_salt)
     backend = args.backend or DEFAULT_BACKEND
     setup = {
         "base_url": base_url,
@@ -379,7 +386,8 @@ def plan(args: argparse.Namespace, options: _Options) -> Plan:
              "endpoint": endpoint if endpoint != DEFAULT_ENDPOINT else None,
              "ignore_eos": False if not ignore_eos else None,
              "max_concurrency": args.max_concurrency,
-             "sampling": sampling or None}
+             "sampling": sampling or None,
+             "cache_salt": args.cache_salt}
     setup.update({key: value for key, value in extra.items() if value is not None})
     identity = RunIdentity(backend=backend, model_id=args.model,
                            tokenizer_id=args.tokenizer if args.tokenizer is not None else args.model,

@@ -38,6 +38,12 @@ class ClientConfig:
     max_concurrency: Optional[int] = None  # requests in flight at once; None: no limit
     # Sampling parameters sent with every request (temperature, top_p, top_k, min_p); greedy if none.
     sampling: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # vLLM V1's cache_salt, sent with every request when set: blocks are hashed with it, so requests
+    # of different salts never share prefix-cache blocks (on the GPU, nor in a KV connector's CPU
+    # store, which is keyed by the same hashes). One salt per run keeps a server's later runs of
+    # the same prompts from hitting an earlier run's cache, while a run's own hits (a preempted
+    # request's blocks) stay as vLLM's defaults make them. None: the server's prefix cache is shared.
+    cache_salt: Optional[str] = None
 
 
 def run_burst(requests: Sequence[RequestSpec], config: ClientConfig, setup: dict[str, Any]) -> RunResult:
@@ -114,6 +120,8 @@ def request_body(spec: RequestSpec, config: ClientConfig) -> dict[str, Any]:
     }
     if config.ignore_eos:  # a vLLM extension: sent only when wanted, as vLLM's own client does
         body["ignore_eos"] = True
+    if config.cache_salt is not None:  # a vLLM V1 extension, likewise
+        body["cache_salt"] = config.cache_salt
     return body
 
 

@@ -17,6 +17,7 @@ from vllm_cfs.analysis.prometheus import PREEMPTIONS, read_metrics
 from vllm_cfs.analysis.report import setup_lines
 from vllm_cfs.analysis.server_log import read_server_log
 from vllm_cfs.experiment.environment import read_env
+from vllm_cfs.lab.cli import V1_REFERENCE_GPU_BLOCKS
 from vllm_cfs.results import RunResult, percentile
 
 TASK32_PLOTS = ["gpu_kv.png", "pareto.png", "preemptions.png", "tpot.png", "ttft.png", "waiting.png"]
@@ -42,6 +43,9 @@ def test_every_step_writes_its_folder(experiment):
         result = RunResult.load(folder / f"{run}.json")
         assert result.summary.completed == int(BURST_ENV["NUM_PROMPTS"]) and result.summary.failed == 0
         assert result.setup["gpu"] == "simulated GPU (a100-40gb x2)"
+        # Every V1 run is salted apart from the runs before it on its server (sweep.sh).
+        point = run.rsplit("_", 1)[0]
+        assert result.setup["cache_salt"] == f"hw2-{point}-r1"
     assert "step 4 of 4: plots, answers, report" in experiment.process.stderr
 
 
@@ -58,6 +62,7 @@ def test_env_txt_says_engine_v1_its_vllm_and_the_simulated_gpu(experiment):
         env = read_env(folder / "env.txt")
         assert (env["engine"], env["vllm"], env["gpu"]) == ("v1", "0.24.0", "simulated GPU (a100-40gb x2)")
         assert env["preemption_mode"] == "recompute (vLLM V1 has no swap)"
+        assert env["gpu_blocks"] == "1028 GPU blocks per GPU, V0's budget (--num-gpu-blocks-override 1028)"
         assert not {"swap_space_gib", "swap", "worker_cls"} & set(env)
     assert read_env(experiment.task32 / "env.txt")["intervals"] == "0 10"
     assert read_env(experiment.fair / "env.txt")["scheduler"] == "vllm_cfs.FairScheduler"
@@ -77,7 +82,12 @@ def test_each_server_ran_vllm_v1_with_our_scheduler_and_no_swap_flags(experiment
     parsed = read_server_log(experiment.out / folder / log)
     assert parsed.engine_name == "V1" and parsed.engine.vllm_version == "0.24.0"
     assert parsed.simulated.profile == "a100-40gb"
-    assert "on vLLM V1, preemption by recompute; log appended to" in text
+    # V0's KV budget, the V1 lab's, not V1's own plan (2562 blocks on this simulated GPU): the
+    # simulated GPU's block line and vLLM's size line both show it.
+    assert f"'num_gpu_blocks_override': {V1_REFERENCE_GPU_BLOCKS}" in args
+    assert parsed.blocks.gpu_blocks == V1_REFERENCE_GPU_BLOCKS == 1028
+    assert parsed.kv_cache_tokens == 1028 * 16
+    assert "on vLLM V1, preemption by recompute, 1028 GPU blocks (V0's budget); log appended to" in text
 
 
 def _metrics_count(folder, run) -> int:
@@ -90,6 +100,8 @@ TABLE_ROW = re.compile(r"^\s+(FCFS|CFS|Fair)\s+(\d+|-)\s+(\d+)\s+([\d.]+)\s+([\d
 
 def test_the_table_holds_the_clients_figures_and_the_metrics_preemptions(experiment):
     text = (experiment.out / "answers.txt").read_text()
+    assert ("every run of a scheduler repeats the same prompts (one seed), each with a cache salt of its own "
+            "(vLLM's cache_salt, set by hw2/sweep.sh), so a run hits only its own blocks") in text
     rows = TABLE_ROW.findall(text)
     assert [(name, interval) for name, interval, *_ in rows] == [("FCFS", "0"), ("CFS", "10"), ("Fair", "-")], text
     for (_, _, runs, ttft, tpot, itl, throughput, preemptions), (_, folder, run, _) in zip(rows, COMPARED):
@@ -115,6 +127,7 @@ def test_answers_say_every_figure_is_v1_on_the_simulated_gpu_and_the_mcqs_are_v0
     text = (experiment.out / "answers.txt").read_text()
     assert text.splitlines()[0] == ("hw2 answers on vLLM V1 (0.24.0): every figure below comes from vLLM V1 (0.24.0) "
                                     "on the simulated GPU (a100-40gb x2)")
+    assert "KV budget: 1028 GPU blocks per GPU, V0's budget (--num-gpu-blocks-override 1028)" in text.splitlines()
     assert "MCQ answers: V0's, not measured here. Their evidence comes from the V0 run (`make hw2`" in text
     chosen = re.findall(r"^Section (\S+(?: \(sweep\))?), MCQ (\d), answer \((\w)\)", text, re.M)
     assert [(section, int(number), choice) for section, number, choice in chosen] == \
@@ -175,6 +188,7 @@ def test_report_says_which_engine_its_figures_come_from(outputs, experiment):
                         "under a burst")
     assert any(line.startswith("ENGINE: vLLM V1 (0.24.0). Every plot, table and measurement") for line in lines)
     assert "  engine: v1" in lines and "  vllm: 0.24.0" in lines
+    assert "  gpu_blocks: 1028 GPU blocks per GPU, V0's budget (--num-gpu-blocks-override 1028)" in lines
     assert any("FairScheduler (vllm_cfs/v1/scheduler.py" in line for line in lines)
 
 
