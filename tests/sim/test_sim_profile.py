@@ -12,12 +12,17 @@ from vllm_cfs.sim.profile import PROFILE_ENV, GPUProfile, ProfileError, load_pro
 
 
 def test_shipped_profiles_load_with_datasheet_numbers():
-    assert shipped_profile_names() == ["a100-40gb", "a100-80gb", "h100-80gb", "h200"]
+    assert shipped_profile_names() == ["a100-40gb", "a100-80gb", "h100-80gb", "h200", "h200-vllm-v1"]
     a100 = load_profile("a100-40gb")
     # Memory as CUDA reports an A100-SXM4-40GB (PyTorch: "39.59 GiB total capacity").
     assert (a100.memory_bytes, a100.hbm_bytes_per_s, a100.peak_flops) == (42_505_273_344, 1.555e12, 312e12)
     assert load_profile("h100-80gb").peak_flops == 989e12
     assert load_profile("h200").hbm_bytes_per_s == 4.8e12
+    # the H200 fitted to vLLM V1 on a real H200 (docs/real-gpu.md): same chip, measured efficiencies
+    fitted = load_profile("h200-vllm-v1")
+    assert (fitted.hbm_bytes_per_s, fitted.peak_flops) == (4.8e12, 989e12)
+    assert (fitted.decode_bandwidth_efficiency, fitted.prefill_flops_efficiency, fitted.step_overhead_s) == (
+        0.85, 0.67, 0.001)
 
 
 def test_profile_file_with_extra_keys(tmp_path):

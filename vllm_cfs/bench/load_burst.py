@@ -113,7 +113,7 @@ def parse_args(argv):
                         help="prompts and output lengths (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="workload seed (default: %(default)s)")
     parser.add_argument("--profile", default="h200",
-                        help="simulated GPU profile: a100-40gb, a100-80gb, h100-80gb, h200 or a profile "
+                        help="simulated GPU profile: a100-40gb, a100-80gb, h100-80gb, h200, h200-vllm-v1 or a profile "
                              "JSON path (default: %(default)s, fast, so the burst runs in minutes)")
     parser.add_argument("--interval", type=int, default=10,
                         help="CFS_INTERVAL for the server; 0 = vLLM's FCFS (default: %(default)s)")

@@ -97,27 +97,36 @@ def target_environment(python: str) -> dict[str, str]:
 
 def needed_packages(installed: Mapping[str, metadata.Distribution], target: Mapping[str, str],
                     python: str) -> dict[str, str]:
-    """{name: version} the target lacks, walking requirements from vLLM (extras included)."""
+    """{name: pip requirement} the target lacks, walking requirements from vLLM (extras included).
+
+    A package installed here is pinned to the version here. One that only the target's Python
+    needs (vLLM wants ``six`` above 3.11) and this venv lacks is asked for by its requirement's
+    own specifier, so pip picks the newest that fits.
+    """
     env = target_environment(python)
     needed: dict[str, str] = {}
-    queue: list[tuple[str, frozenset[str]]] = [(ROOT, frozenset())]
+    queue: list[tuple[Requirement, frozenset[str]]] = [(Requirement(ROOT), frozenset())]
     seen: set[tuple[str, frozenset[str]]] = set()
     while queue:
-        name, extras = queue.pop()
+        requirement, extras = queue.pop()
+        name = canonical(requirement.name)
         if (name, extras) in seen or name in UNUSED or name in target:
             continue
         seen.add((name, extras))
         dist = installed.get(name)
         if dist is None:
-            raise BundleError(f"{name} is required but not installed here: run this with .venv-v1/bin/python")
+            if name == ROOT:
+                raise BundleError("vllm is not installed here: run this with .venv-v1/bin/python")
+            needed[name] = f"{name}{requirement.specifier}"
+            continue
         if name != ROOT:
-            needed[name] = dist.version
+            needed[name] = f"{name}=={dist.version}"
         for text in dist.requires or ():
-            requirement = Requirement(text)
-            if requirement.marker is not None and not any(
-                    requirement.marker.evaluate({**env, "extra": extra}) for extra in (extras or {""})):
+            dependency = Requirement(text)
+            if dependency.marker is not None and not any(
+                    dependency.marker.evaluate({**env, "extra": extra}) for extra in (extras or {""})):
                 continue
-            queue.append((canonical(requirement.name), frozenset(requirement.extras)))
+            queue.append((dependency, frozenset(dependency.extras)))
     return dict(sorted(needed.items()))
 
 
@@ -131,7 +140,7 @@ def download_wheels(packages: Mapping[str, str], python: str, folder: Path) -> l
                "--python-version", python, "--implementation", "cp", "-d", str(folder)]
     for platform in MANYLINUX:
         command += ["--platform", platform]
-    command += [f"{name}=={version}" for name, version in packages.items()]
+    command += list(packages.values())
     if subprocess.run(command).returncode != 0:
         raise BundleError("pip could not fetch every wheel (see its message above)")
     return sorted(folder.glob("*.whl"))

@@ -70,10 +70,10 @@ def policy_args(policy: str) -> tuple[str, dict[str, str], tuple[str, ...]]:
 
 
 def serve_command(model: Path, policy: str, gpu_blocks: Optional[int], tensor_parallel: int, port: int,
-                  max_model_len: int) -> tuple[list[str], dict[str, str]]:
+                  max_model_len: int, load_format: str = "dummy") -> tuple[list[str], dict[str, str]]:
     scheduler, env, extra = policy_args(policy)
     command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model),
-               "--served-model-name", SERVED_MODEL_NAME, "--load-format", "dummy",
+               "--served-model-name", SERVED_MODEL_NAME, "--load-format", load_format,
                "--tensor-parallel-size", str(tensor_parallel), "--max-model-len", str(max_model_len),
                "--host", "127.0.0.1", "--port", str(port), "--scheduler-cls", scheduler, *extra]
     if gpu_blocks is not None:
@@ -202,7 +202,7 @@ def summary_row(policy: str, burst: Burst, result: RunResult, before: dict, afte
 
 def run_policy(args, policy: str, bursts: Sequence[Burst]) -> list[dict]:
     command, env = serve_command(args.model, policy, args.gpu_blocks, args.tensor_parallel_size, args.port,
-                                 args.max_model_len)
+                                 args.max_model_len, args.load_format)
     log = args.out / f"server-{policy}.log"
     server = Server(command, env, log, args.port)
     rows = []
@@ -250,6 +250,8 @@ def main(argv=None) -> int:
                         help="--num-gpu-blocks-override (default 1028, the reference 2 x A100-40GB's; 0: the GPU's own)")
     parser.add_argument("-tp", "--tensor-parallel-size", type=int, default=1)
     parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--load-format", default="dummy",
+                        help="vLLM's --load-format (default dummy: random weights; auto: the folder's weights)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="one burst at --rate per seed")
     parser.add_argument("--rate", type=float, default=3.0, help="requests per second (default 3)")
     parser.add_argument("--all-at-once-seed", type=int, default=None, help="also one burst of all requests at once")

@@ -1,0 +1,74 @@
+"""The real-GPU session, run end to end on the simulated GPU (the same vllm serve, client and files)."""
+
+import json
+import math
+
+import pytest
+
+from vllm_cfs.realgpu import session
+from vllm_cfs.realgpu.session import SessionError, policy_args, serve_command
+from vllm_cfs.realgpu.versus_sim import as_client_sees, compare_folder
+from vllm_cfs.results import RunResult
+from vllm_cfs.sim.model_dir import codellama_34b_dir
+
+
+def test_policies_are_the_labs_and_the_budget_is_passed(tmp_path):
+    assert policy_args("fcfs")[1] == {"CFS_INTERVAL": "0"}
+    assert policy_args("cfs-10")[:2] == ("vllm_cfs.CFSScheduler", {"CFS_INTERVAL": "10"})
+    command, env = serve_command(tmp_path, "ours", 1028, 2, 8000, 4096)
+    text = " ".join(command)
+    assert "--scheduler-cls vllm_cfs.FairScheduler" in text and "--kv-offloading-size 16" in text
+    assert "--num-gpu-blocks-override 1028" in text and "--tensor-parallel-size 2" in text
+    assert "--load-format dummy" in text and env["VLLM_USE_FLASHINFER_SAMPLER"] == "0"
+    assert "--num-gpu-blocks-override" not in " ".join(serve_command(tmp_path, "fcfs", None, 1, 8000, 4096)[0])
+    for bad in ("cfs-0", "cfs-x", "lifo"):
+        with pytest.raises(SessionError, match="unknown policy"):
+            policy_args(bad)
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    assert session.main(["--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err.startswith("session: error: ") and not (tmp_path / "o").exists()
+    model = codellama_34b_dir()
+    assert session.main(["--model", str(model), "--out", str(tmp_path / "o"), "--seeds", "3",
+                         "--all-at-once-seed", "3"]) == 1
+    assert "its own seed" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def sim_session(tmp_path_factory, monkeypatch_module):
+    """Ours on 64 blocks: 6 prompts of 200 tokens at once need 6 x 17 blocks, so newcomers evict."""
+    monkeypatch_module.setenv("VLLM_CFS_SIM_GPU", "h200")
+    out = tmp_path_factory.mktemp("session")
+    code = session.main(["--model", str(codellama_34b_dir()), "--out", str(out), "--policies", "ours",
+                         "--gpu-blocks", "64", "--max-model-len", "512", "--seeds", "--all-at-once-seed", "0",
+                         "--num-prompts", "6", "--input-len", "200", "--output-len", "64",
+                         "--gpu", "simulated h200", "--port", "8731"])
+    assert code == 0, (out / "server-ours.log").read_text()[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_a_session_writes_each_runs_results_and_its_own_counts(sim_session):
+    [row] = json.loads((sim_session / "summary.json").read_text())
+    result = RunResult.load(sim_session / "ours-all-s0.json")
+    assert (row["policy"], row["burst"], row["completed"], row["failed"]) == ("ours", "all-s0", 6, 0)
+    assert all(r.output_tokens == 64 for r in result.records) and math.isinf(row["rate"])
+    assert row["p99_ttft_ms"] == result.summary.p99_ttft_ms and row["output_tok_s"] == result.summary.output_throughput
+    # the stats line at drain holds the burst's totals: every token once, plus what was recomputed
+    assert row["tokens_computed"] == 6 * (200 + 64 - 1) + row["tokens_recomputed"]
+    assert row["victims"] >= 1 and row["preemptions"] >= row["victims"]
+    assert (sim_session / "ours-all-s0.metrics").is_file() and (sim_session / "ours-all-s0.txt").is_file()
+
+
+def test_the_replay_of_a_run_counts_ttft_from_the_clients_send(sim_session):
+    result = RunResult.load(sim_session / "ours-all-s0.json")
+    shifted = as_client_sees(result, 0.5)
+    assert [r.ttft_s for r in shifted.records] == [r.ttft_s + 0.5 for r in result.records]
+    [versus] = compare_folder(sim_session, 64, "h200", 1, max_model_len=512)
+    assert versus.run == "ours-all-s0" and versus.requests == 6 and versus.p99_ttft_real_ms == result.summary.p99_ttft_ms
