@@ -22,7 +22,6 @@ can travel in separate calls and be checked where they land (vllm_cfs.realgpu.un
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import shutil
@@ -37,6 +36,7 @@ from typing import Iterable, Mapping
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
+from vllm_cfs.realgpu.unpack import MANIFEST, sha256
 from vllm_cfs.sim.model_dir import codellama_34b_dir
 
 V1_PIN = "0.24.0"
@@ -60,7 +60,6 @@ TRIMMED = ("vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so", "vllm/_moe_C_stable_libto
 MANYLINUX = ("manylinux_2_39_x86_64", "manylinux_2_35_x86_64", "manylinux_2_34_x86_64", "manylinux_2_31_x86_64",
              "manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
              "manylinux2014_x86_64", "manylinux1_x86_64", "linux_x86_64")
-MANIFEST = "MANIFEST.json"
 
 
 class BundleError(Exception):
@@ -161,14 +160,6 @@ def copy_vllm(dist: metadata.Distribution, site: Path) -> int:
         shutil.copy2(source, target)
         copied += source.stat().st_size
     return copied
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def split(archive: Path, out: Path, part_bytes: int, manifest: dict) -> list[Path]:
