@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vllm_cfs.realgpu import bundle, unpack
-from vllm_cfs.realgpu.bundle import UNUSED, canonical, installed_distributions, needed_packages, read_freeze
+from vllm_cfs.realgpu.bundle import UNUSED, installed_distributions, needed_packages, read_freeze
 
 
 @pytest.fixture(scope="module")
