@@ -64,3 +64,15 @@ def test_what_a_policy_knows_of_a_request_is_the_same_whatever_its_true_length()
     assert len(states) == 1
     (state,) = states
     assert (state.max_tokens, state.prompt_tokens, state.generated_tokens) == (2048, 300, 0)
+
+
+def test_the_labs_oracle_is_the_one_scheduler_that_reads_it(monkeypatch):
+    from vllm_cfs.lab.oracle import ShortestRemainingOracle
+    from vllm_cfs.lab.trace import Pools, make_scheduler
+
+    monkeypatch.setenv("FAIR_PATIENCE_TOKENS", "8")
+    oracle = make_scheduler(ShortestRemainingOracle, Pools(num_gpu_blocks=64, num_cpu_blocks=64))
+    told = oracle.request_state(group(reply_seed(40)))
+    assert (told.max_tokens, told.ignore_eos, told.remaining_tokens) == (40, True, 40)
+    assert oracle.request_state(group(None)) == request_state(group(None))  # nothing to know: a cap stays a cap
+    assert oracle.request_state(group(reply_seed(40), max_tokens=100, ignore_eos=True)).max_tokens == 100

@@ -23,6 +23,7 @@ from vllm_cfs.sim.replay import ReplayRequest
 from vllm_cfs.swap import WORKER_CLS
 
 CFS = "vllm_cfs.CFSScheduler"
+ORACLE = "vllm_cfs.lab.oracle.ShortestRemainingOracle"
 
 # The policy the name ``ours`` runs: a scheduler class path and its ReplayConfig settings; a better
 # scheduler replaces it here, and only here.
@@ -102,9 +103,14 @@ POLICIES: tuple[Policy, ...] = (
            "the ideal bound: FCFS on the same engine and cost model with GPU KV blocks for the whole "
            "workload, so no request waits for memory and none is preempted", unlimited_kv=True),
     Policy("ours", "ours", "fair", OURS_DESCRIPTION, dict(OURS)),
+    Policy("oracle", "oracle", "true-lengths",
+           "ORACLE, the upper reference (no real scheduler knows where a reply ends): FairScheduler reading each "
+           "reply's true length (vllm_cfs/lab/oracle.py), so shortest true remaining first to come back and longest "
+           "last to yield", {"scheduler_cls": ORACLE}),
 )
 BY_KEY = {p.key: p for p in POLICIES}
 QUICK = ("fcfs", "cfs-10", "ours", "ideal")
+QUICK_EOS = QUICK + ("oracle",)  # where replies end at EOS, the oracle's figure too
 
 
 STAGED_SUFFIX = "+staged"
