@@ -75,6 +75,12 @@ class RequestRecord:
     def ended_at_cap(self) -> bool:
         return self.finish_reason == "length"
 
+    @property
+    def output_tokens_at_end(self) -> int:
+        """Its output length once done: where it ended at EOS, what it produced; otherwise its
+        max_tokens (under ignore_eos the same, and all a request still running could reach)."""
+        return self.output_tokens if self.ended_at_eos else self.expected_output_tokens
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RequestRecord":
         # A field with a default may be missing (older files); a field without one may not.

@@ -55,6 +55,7 @@ def test_the_results_record_says_how_each_reply_ended(capped_replay):
     run = RunResult.from_json(to_run_result(result, requests).to_json())
     assert [(r.expected_output_tokens, r.output_tokens, r.ended_at_eos, r.ended_at_cap) for r in run.records] == [
         (64, 9, True, False), (12, 12, False, True), (20, 20, False, True), (30, 30, True, False)]
+    assert [r.output_tokens_at_end for r in run.records] == [9, 12, 20, 30]
 
 
 def test_results_files_from_before_the_finish_reason_still_load(capped_replay):
@@ -65,4 +66,16 @@ def test_results_files_from_before_the_finish_reason_still_load(capped_replay):
     old = RunResult.from_json(json.dumps(document))
     assert [r.finish_reason for r in old.records] == [None] * 4
     assert not any(r.ended_at_eos or r.ended_at_cap for r in old.records)
+    assert [r.output_tokens_at_end for r in old.records] == [64, 12, 20, 30]  # unknown: the cap
     assert RequestRecord.from_dict(document["records"][0]).output_tokens == 9
+
+
+def test_the_analysis_counts_a_reply_that_ended_at_eos_as_complete_and_at_its_own_length(capped_replay):
+    from vllm_cfs.analysis import evidence
+
+    requests, result = capped_replay
+    run = to_run_result(result, requests)
+    assert evidence.all_outputs_complete(run)
+    assert evidence.burst_kv_demand_tokens(run) == 4 * 300 + 9 + 12 + 20 + 30
+    run.records[1].output_tokens = 11  # cut one token short of its cap, without EOS
+    assert not evidence.all_outputs_complete(run)
