@@ -29,8 +29,9 @@ ORACLE = "vllm_cfs.lab.oracle.ShortestRemainingOracle"
 # scheduler replaces it here, and only here.
 OURS: Mapping[str, Any] = {"scheduler_cls": "vllm_cfs.FairScheduler"}
 OURS_DESCRIPTION = ("FairScheduler (vllm_cfs/v0/fair.py): first token first, a newcomer taking the room of the "
-                    "latest arrival after up to FAIR_PATIENCE_TOKENS=8 steps (unless that one has the most work "
-                    "left), then to completion; swapped streams come back worst stalled first")
+                    "latest arrival that absorbs a stall after up to FAIR_PATIENCE_TOKENS=8 steps (ignore_eos: not "
+                    "the one with the most work left; at EOS: one with 128 tokens streamed), then to completion; "
+                    "swapped streams come back worst stalled first, tokens left guessed from finished replies")
 
 LATER_FIRST = "later-first"  # the priority rule: the later a request arrives, the more urgent it is
 
@@ -144,8 +145,8 @@ V1_CFS = "vllm_cfs.v1.CFSScheduler"
 # (a recompute tax of 36% on the reference burst), CPU offloading about nothing (docs/v1.md).
 V1_OURS: Mapping[str, Any] = {"scheduler_cls": "vllm_cfs.v1.FairScheduler", "kv_offloading_size": 16}
 V1_OURS_DESCRIPTION = ("FairScheduler on V1 (vllm_cfs/v1/scheduler.py) with vLLM's CPU offloading (native, 16 GiB): "
-                       "first token first, a newcomer taking the room of the latest arrival after up to "
-                       "FAIR_PATIENCE_TOKENS=8 steps (unless that one has the most work left); a victim's resume "
+                       "first token first, a newcomer taking the room of the latest arrival that absorbs a stall after up "
+                       "to FAIR_PATIENCE_TOKENS=8 steps (as on V0); a victim's resume "
                        "loads its KV from host memory; preempted streams come back worst stalled first")
 
 V1_POLICIES: tuple[Policy, ...] = (
