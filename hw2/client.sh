@@ -12,7 +12,8 @@ REQUEST_RATE requests/s (default 3), seed SEED (default 0), and prints the repor
 prompts are DATASET=random with vLLM's benchmark defaults (1024-token prompts, 128 output
 tokens): a burst that fills the KV cache of the reference setup, as the assignment observed.
 ShareGPT at 3 req/s does not fill it on the simulated 2 x A100-40GB (see docs/results.md);
-DATASET=sharegpt or DATASET=humaneval choose the other sets.
+DATASET=sharegpt or DATASET=humaneval choose the other sets, whose requests ask for max_tokens
+2048 and end at EOS (-- --max-tokens N changes the cap).
 With --out, the report goes to PREFIX.txt and every request to PREFIX.json.
 Arguments after -- go to benchmark_serving.py as they are (see its --help).
 

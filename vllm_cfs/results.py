@@ -53,7 +53,7 @@ class RequestRecord:
     issue_offset_s: float  # when the workload scheduled it, from the start of the burst
     issued_at_s: float  # when it actually went out, from the start of the burst
     prompt_tokens: int
-    expected_output_tokens: int  # max_tokens asked for (ignore_eos: the server must produce all)
+    expected_output_tokens: int  # max_tokens asked for: the cap (ignore_eos: the server must produce all)
     output_tokens: int  # what the server reported (or the token chunks counted when it did not)
     ttft_s: Optional[float]  # None when no token arrived
     tpot_s: Optional[float]
@@ -62,6 +62,24 @@ class RequestRecord:
     success: bool
     error: str = ""
     generated_text: str = ""  # what the stream carried; files from before it was kept have none
+    # Why the reply ended, in the OpenAI API's words: "stop" (the model said EOS, or a stop string
+    # came), "length" (it reached its cap, max_tokens). None: unknown (a failed request, a server
+    # that did not say, a file from before it was kept).
+    finish_reason: Optional[str] = None
+
+    @property
+    def ended_at_eos(self) -> bool:
+        return self.finish_reason == "stop"
+
+    @property
+    def ended_at_cap(self) -> bool:
+        return self.finish_reason == "length"
+
+    @property
+    def output_tokens_at_end(self) -> int:
+        """Its output length once done: where it ended at EOS, what it produced; otherwise its
+        max_tokens (under ignore_eos the same, and all a request still running could reach)."""
+        return self.output_tokens if self.ended_at_eos else self.expected_output_tokens
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RequestRecord":

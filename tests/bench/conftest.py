@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from vllm_cfs.bench.datasets import load_tokenizer
+from vllm_cfs.sim.reply_length import reply_tokens_of
 from vllm_cfs.sim.server import ServerOptions, simulated_server
 
 TRAINING_TEXT = """\
@@ -122,11 +123,17 @@ class CompletionServer:
             await asyncio.sleep(3600)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        tokens = {"stall": 2, "cut": 2, "error-event": 1, "garbage": 1}.get(behaviour, body["max_tokens"])
+        # As the simulated GPU does: a reply whose length the seed carries ends there, at EOS.
+        reply = None if body.get("ignore_eos") else reply_tokens_of(body.get("seed"))
+        length = body["max_tokens"] if reply is None else min(reply, body["max_tokens"])
+        tokens = {"stall": 2, "cut": 2, "error-event": 1, "garbage": 1}.get(behaviour, length)
+        reason = "stop" if reply is not None and reply <= body["max_tokens"] else "length"
         await self._send(response, {"choices": [{"index": 0, "text": "", "finish_reason": None}]})
         await asyncio.sleep(self.EMPTY_FIRST_CHUNK_S)
         for i in range(tokens):
-            await self._send(response, {"choices": [{"index": 0, "text": f" t{i}", "finish_reason": None}]})
+            last = behaviour == "ok" and i == tokens - 1
+            await self._send(response, {"choices": [{"index": 0, "text": f" t{i}",
+                                                     "finish_reason": reason if last else None}]})
             await asyncio.sleep(self.TOKEN_GAP_S)
         if behaviour == "stall":
             await asyncio.sleep(3600)

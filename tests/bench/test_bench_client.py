@@ -6,6 +6,7 @@ import pytest
 
 from vllm_cfs.bench.client import ClientConfig, run_burst
 from vllm_cfs.bench.workload import RequestSpec
+from vllm_cfs.sim.reply_length import reply_tokens_of
 
 
 def specs(output_tokens, gap_s=0.0):
@@ -51,6 +52,21 @@ def test_complete_streams_are_timed_token_by_token(completion_server):
     assert result.summary.completed == 4 and result.summary.failed == 0
     assert result.summary.total_output_tokens == 16
     assert result.setup == {"label": "test"}
+
+
+def test_a_capped_request_sends_its_length_to_the_simulated_gpu_and_records_how_it_ended(completion_server):
+    requests = [RequestSpec(0, "a b", 3, output_tokens=20, issue_offset_s=0.0, reply_tokens=4),
+                RequestSpec(1, "c d", 3, output_tokens=5, issue_offset_s=0.0, reply_tokens=9),
+                RequestSpec(2, "e f", 3, output_tokens=6, issue_offset_s=0.0)]
+    result = burst(completion_server.url("ok"), requests)
+    bodies = sorted(completion_server.received, key=lambda body: body["prompt"])
+    assert [("ignore_eos" in body, reply_tokens_of(body.get("seed"))) for body in bodies] == [
+        (False, 4), (False, 9), (True, None)]  # EOS on only where max_tokens is a cap
+    assert [(r.output_tokens, r.finish_reason, r.ended_at_eos) for r in result.records] == [
+        (4, "stop", True), (5, "length", False), (6, "length", False)]
+    forced = run_burst(requests[:1], ClientConfig(base_url=completion_server.url("ok"), progress=False,
+                                                  ignore_eos=True), {})
+    assert forced.records[0].output_tokens == 20 and forced.records[0].ended_at_cap  # ignore_eos wins
 
 
 def test_without_usage_the_token_chunks_are_counted(completion_server):

@@ -186,6 +186,28 @@ def test_random_lengths_lie_in_the_stated_range(tiny_tokenizer):
         assert 40 - 5 <= r.prompt_tokens <= 120 + 5  # within a few tokens of the range
 
 
+def test_a_capped_workload_asks_for_the_cap_and_keeps_each_true_length(sharegpt_file, tiny_tokenizer):
+    path, _ = sharegpt_file
+    exact = build_workload(config("sharegpt", num_prompts=20, dataset_path=path), tiny_tokenizer)
+    capped = build_workload(config("sharegpt", num_prompts=20, dataset_path=path, reply_cap=2048), tiny_tokenizer)
+    assert [r.prompt for r in capped.requests] == [r.prompt for r in exact.requests]
+    assert [r.output_tokens for r in capped.requests] == [2048] * 20
+    assert [r.reply_tokens for r in capped.requests] == [r.output_tokens + 1 for r in exact.requests]  # and EOS
+    assert all(r.reply_tokens is None for r in exact.requests)
+    assert "max_tokens 2048, replies end at EOS" in capped.source
+
+
+def test_random_replies_under_a_cap_draw_heavy_tailed_lengths(tiny_tokenizer):
+    plain = build_workload(config("random", num_prompts=400, random_input_len=20), tiny_tokenizer)
+    workload = build_workload(config("random", num_prompts=400, random_input_len=20, reply_cap=1024), tiny_tokenizer)
+    assert [r.prompt for r in workload.requests] == [r.prompt for r in plain.requests]
+    lengths = sorted(r.reply_tokens for r in workload.requests)
+    assert all(r.output_tokens == 1024 for r in workload.requests)
+    median, p90 = lengths[200], lengths[360]
+    assert 180 < median < 350 and p90 > 2.5 * median  # log-normal: a long right tail (median e^5.52 = 250)
+    assert sum(n > 1024 for n in lengths) >= 10  # some replies run into the cap
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"request_rate": -1.0}, "request rate must be positive"),
     ({"request_rate": float("nan")}, "request rate must be positive"),
@@ -193,6 +215,8 @@ def test_random_lengths_lie_in_the_stated_range(tiny_tokenizer):
     ({"num_prompts": 0}, "at least 1"),
     ({"random_range_ratio": 1.0}, "range ratio"),
     ({"dataset_path": "x.json"}, "only read for the sharegpt dataset"),
+    ({"reply_cap": 0}, "cap must be at least 1"),
+    ({"reply_cap": 100, "sharegpt_output_len": 50}, "not both"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(WorkloadError, match=message):

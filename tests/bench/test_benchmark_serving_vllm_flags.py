@@ -188,7 +188,9 @@ def planned(*args):
 
 def test_our_options_keep_our_dialect_and_our_setup(tiny_tokenizer_dir):
     p = planned("--tokenizer", str(tiny_tokenizer_dir), "--dataset-name", "random", "--no-progress")
-    assert p.dialect == "cfs" and p.client.ignore_eos and not p.client.progress
+    # ignore_eos per request: every random request asks for exactly its length
+    assert p.dialect == "cfs" and p.client.ignore_eos is None and not p.client.progress
+    assert p.workload.reply_cap is None
     assert p.client.base_url == "http://127.0.0.1:8000" and p.client.endpoint == "/v1/completions"
     assert list(p.setup) == ["base_url", "model", "tokenizer", "gpu", "dataset", "num_prompts", "request_rate",
                              "burstiness", "seed", "timeout_s", "label"]
@@ -207,11 +209,24 @@ def test_any_option_only_vllm_has_selects_its_dialect(args, ignore_eos, tiny_tok
     assert p.setup["backend"] == "vllm" and p.setup.get("ignore_eos", True) is ignore_eos
 
 
+def test_sharegpt_and_humaneval_send_a_cap_and_end_at_eos_unless_a_length_is_fixed(tiny_tokenizer_dir):
+    tokenizer = ("--tokenizer", str(tiny_tokenizer_dir))
+    default = planned(*tokenizer)
+    assert default.workload.dataset == "sharegpt" and default.workload.reply_cap == 2048
+    assert default.setup["max_tokens"] == 2048
+    assert planned(*tokenizer, "--dataset-name", "humaneval", "--max-tokens", "512").workload.reply_cap == 512
+    assert planned(*tokenizer, "--sharegpt-output-len", "100").workload.reply_cap is None
+    assert planned(*tokenizer, "--dataset-name", "humaneval", "--humaneval-output-len", "9").workload.reply_cap is None
+    assert planned(*tokenizer, "--dataset-name", "random", "--max-tokens", "512").workload.reply_cap is None
+    with pytest.raises(cli.DialectError, match="--max-tokens must be at least 1"):
+        planned(*tokenizer, "--max-tokens", "0")
+
+
 def test_vllms_server_options(tiny_tokenizer_dir):
     p = planned("--tokenizer", str(tiny_tokenizer_dir), "--host", "10.0.0.7", "--port", "9000",
                 "--endpoint", "/proxy/v1/completions", "--served-model-name", "served", "--max-concurrency", "4",
                 "--dialect", "cfs", "--temperature", "0.5", "--top-k", "20")
-    assert p.dialect == "cfs" and p.client.ignore_eos  # --dialect cfs wins: exact lengths
+    assert p.dialect == "cfs" and p.client.ignore_eos is None  # --dialect cfs wins: ignore_eos where exact
     assert (p.client.base_url, p.client.endpoint, p.client.model) == ("http://10.0.0.7:9000", "/proxy/v1/completions", "served")
     assert p.client.max_concurrency == 4 and p.client.sampling == {"temperature": 0.5, "top_k": 20}
     assert p.identity.model_id == MODEL_ID and p.identity.tokenizer_id == str(tiny_tokenizer_dir)

@@ -31,3 +31,17 @@ def test_a_humaneval_burst_through_vllm(server):
         assert 12 <= len(record.itl_s) + 1 <= 24
     assert result.summary.total_output_tokens == 8 * 24
     assert "Successful requests: 8" in format_report(result)
+
+
+def test_a_capped_humaneval_burst_ends_each_reply_at_eos_through_vllm(server):
+    tokenizer = load_tokenizer(codellama_34b_dir())
+    workload = build_workload(WorkloadConfig("humaneval", num_prompts=6, request_rate=20, seed=3, reply_cap=2048),
+                              tokenizer)
+    config = ClientConfig(base_url=server.base_url, model=server.served_model_name, timeout_s=120, progress=False)
+    result = run_burst(workload.requests, config, {"gpu": "simulated a100-40gb x2"})
+
+    for spec, record in zip(workload.requests, result.records):
+        assert record.success, record.error
+        assert record.expected_output_tokens == 2048  # what was asked for: the cap
+        assert record.output_tokens == spec.reply_tokens < 2048  # where the simulated model said EOS
+        assert record.finish_reason == "stop" and record.ended_at_eos

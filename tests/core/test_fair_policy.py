@@ -1,10 +1,12 @@
 """FairScheduler (first token first, then first come first served) on real vLLM scheduler objects."""
 
+import dataclasses
+
 import pytest
 
 from vllm_cfs.v0.fair import FairScheduler
 from vllm_cfs.lab.trace import Pools, TraceDriver, TraceRequest, make_scheduler
-from vllm_cfs.policy import first_token_key, room_frees_within, stall_cost_key, yields_to_new_arrivals_only
+from vllm_cfs.policy import first_token_key, room_frees_within, stall_cost_key, tokens_left, yields_to_new_arrivals_only
 from vllm_cfs.v0.adapter import request_state, vruntime
 
 # Four requests of 10 blocks fill 40 of 42 GPU blocks: a fifth cannot be admitted without a victim.
@@ -113,6 +115,23 @@ def test_swap_in_order_puts_the_worst_stalled_stream_first(fair):
     assert vruntime(short) == vruntime(long) >= 1
     # Stalled as long, a short reply's time per token suffers more: it comes back first.
     short, long = request_state(short), request_state(long)
-    assert stall_cost_key(short, 40) < stall_cost_key(long, 40)
+    assert short.ignore_eos and long.ignore_eos  # the trace's lengths are exact: tokens left too
+    assert stall_cost_key(short, short.remaining_tokens, 40) < stall_cost_key(long, long.remaining_tokens, 40)
     # Of the same request, the longer stalled comes back first.
-    assert stall_cost_key(long, 50) < stall_cost_key(long, 10)
+    assert stall_cost_key(long, long.remaining_tokens, 50) < stall_cost_key(long, long.remaining_tokens, 10)
+
+
+def test_replies_that_end_at_eos_teach_the_scheduler_their_lengths(fair):
+    trace = [TraceRequest(f"r{i}", 2 * i, PROMPT, max_tokens=512, reply_tokens=12 + 5 * i) for i in range(10)]
+    trace.append(TraceRequest("capped", 0, PROMPT, max_tokens=30, reply_tokens=400))
+    trace.append(TraceRequest("exact", 0, PROMPT, max_tokens=20))  # ignore_eos: not a reply length
+    driver = TraceDriver(fair(), trace)
+    outcomes = driver.run()
+    assert [outcomes[f"r{i}"].output_tokens for i in range(10)] == [12 + 5 * i for i in range(10)]
+    assert outcomes["capped"].output_tokens == 30 and outcomes["exact"].output_tokens == 20
+    replies = driver.scheduler.finished_replies
+    assert len(replies) == 11  # ten at EOS, one at its cap; the ignore_eos one says nothing
+    # A 512-token cap, yet it expects a new reply to be about as long as those it saw end.
+    newcomer = dataclasses.replace(request_state(driver.groups["r0"]), generated_tokens=0)
+    assert not newcomer.ignore_eos and newcomer.max_tokens == 512
+    assert tokens_left(newcomer, replies) == pytest.approx((sum(12 + 5 * i for i in range(10)) + 30) / 11)

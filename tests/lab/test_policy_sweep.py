@@ -132,11 +132,28 @@ def test_quick_run_ends_with_the_one_line_per_swap_path(tmp_path):
     assert len(list((out / "runs").glob("*.json"))) == 8 and len(list((out / "img").glob("*.png"))) == 2
 
 
+def test_quick_on_replies_that_end_at_eos_adds_the_oracles_ttft(tmp_path):
+    out = tmp_path / "quick-eos"
+    done = script("--quick", "--workload", "heavy-tail", "--num-prompts", "8", "--out", str(out), "--no-progress")
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = done.stdout.strip().splitlines()[-1]
+    with (out / "policies-sweep.csv").open() as f:
+        rows = {r["key"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["fcfs", "cfs-10", "ideal", "ours", "oracle"]
+    head, oracle = last.split("; oracle P99 TTFT ")
+    assert QUICK_LINE.fullmatch(head), last
+    assert oracle == f"{float(rows['oracle']['p99_ttft_ms']):.0f} ms"
+    records = [r for path in (out / "runs").glob("*.json") for r in RunResult.load(path).records]
+    assert {r.expected_output_tokens for r in records} == {1024}  # the cap, not the reply's length
+    assert any(r.ended_at_eos for r in records) and all(r.ended_at_eos or r.ended_at_cap for r in records)
+
+
 def test_help_lists_policies_and_workloads():
     done = script("--help", timeout=60)
     assert done.returncode == 0
     for name in ("fcfs", "priority", "chunked-prefill", "cfs-40", "cfs-mg1000-10", "ideal", "ours", "reference",
-                 "all-at-once", "sharegpt", "humaneval", "--quick", "--out", "simulated GPU"):
+                 "all-at-once", "sharegpt", "humaneval", "sharegpt-eos", "heavy-tail", "oracle", "--quick", "--out",
+                 "simulated GPU"):
         assert name in done.stdout
 
 
@@ -146,6 +163,8 @@ def test_help_lists_policies_and_workloads():
     (["--seeds", "-1"], "seeds must be whole numbers >= 0"),
     (["--num-prompts", "0"], "the number of prompts must be at least 1"),
     (["--quick", "--policies", "fcfs"], "--quick picks its own policies"),
+    (["--quick", "--workloads", "reference", "sharegpt-eos"], "--quick replays one workload"),
+    (["--quick", "--workloads", "bursty"], "unknown workload 'bursty'"),
     (["--seeds", "one"], "invalid int value: 'one'"),
     (["--swap", "fast"], "argument --swap: invalid choice: 'fast'"),
 ])

@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from vllm_cfs.bench.server_metrics import read_gauges
+from vllm_cfs.sim.reply_length import reply_seed
 from vllm_cfs.sim.server import ServerOptions, simulated_server
 
 SCHEDULER = "vllm_cfs.CFSScheduler"
@@ -48,6 +49,15 @@ def test_streaming_completion_has_exact_token_count(server, client):
     assert len(text_chunks) >= 2  # tokens arrive one step at a time
     assert chunks[-1].usage.completion_tokens == 12
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+
+
+def test_over_http_a_reply_ends_at_the_length_its_seed_carries(server, client):
+    ended = client.completions.create(model=server.served_model_name, prompt="def quicksort(items):",
+                                      max_tokens=2048, seed=reply_seed(7))
+    assert (ended.usage.completion_tokens, ended.choices[0].finish_reason) == (7, "stop")
+    forced = client.completions.create(model=server.served_model_name, prompt="def quicksort(items):",
+                                       max_tokens=10, seed=reply_seed(7), extra_body={"ignore_eos": True})
+    assert (forced.usage.completion_tokens, forced.choices[0].finish_reason) == (10, "length")
 
 
 def test_n_samples(server, client):

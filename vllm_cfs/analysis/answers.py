@@ -118,7 +118,7 @@ def _waiting(burst: Burst) -> str:
 # --- 3.1 -----------------------------------------------------------------------------------------
 
 def _total_tokens(r: RequestRecord) -> float:
-    return r.prompt_tokens + r.expected_output_tokens
+    return r.prompt_tokens + r.output_tokens_at_end
 
 
 POLICY_ORDERS: dict[str, tuple[str, Callable[[RequestRecord], float]]] = {

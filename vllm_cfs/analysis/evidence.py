@@ -80,7 +80,7 @@ def decode_rate_per_request(samples: Sequence[StatsSample]) -> list[tuple[int, f
 
 def burst_kv_demand_tokens(result: RunResult) -> int:
     """Tokens of KV the whole burst would hold at once if every request ran to its end together."""
-    return sum(r.prompt_tokens + r.expected_output_tokens for r in result.records)
+    return sum(r.prompt_tokens + r.output_tokens_at_end for r in result.records)
 
 
 def issue_order_agreement(records: Sequence[RequestRecord], key: Callable[[RequestRecord], float]) -> Optional[float]:
@@ -101,8 +101,8 @@ def issue_order_agreement(records: Sequence[RequestRecord], key: Callable[[Reque
 
 
 def all_outputs_complete(result: RunResult) -> bool:
-    """Every request succeeded with exactly the tokens it asked for (none skipped or cut)."""
-    return all(r.success and r.output_tokens == r.expected_output_tokens for r in result.records)
+    """Every request succeeded with all its tokens: as many as it asked for, or up to its EOS (none cut)."""
+    return all(r.success and (r.ended_at_eos or r.output_tokens == r.expected_output_tokens) for r in result.records)
 
 
 def mean_tpot_change_ms(base: RunResult, other: RunResult, records: Sequence[int]) -> Optional[float]:

@@ -2,8 +2,10 @@
 
 Two dialects share one parser:
 
-- **cfs** (ours, what ``hw2/client.sh`` speaks): every request asks for exactly its output length
-  (``ignore_eos`` always), and stdout gets our burst report (``vllm_cfs.bench.report``);
+- **cfs** (ours, what ``hw2/client.sh`` speaks): a random burst asks for exactly its output length
+  (``ignore_eos``); ShareGPT and HumanEval requests ask for a cap (``--max-tokens``, 2048) and
+  their replies end at EOS, unless a fixed output length is given; stdout gets our burst report
+  (``vllm_cfs.bench.report``);
 - **vllm** (the options of vLLM 0.9.0's ``benchmarks/benchmark_serving.py``): ``--ignore-eos``
   as given, and stdout gets vLLM's ``Serving Benchmark Result`` block
   (``vllm_cfs.bench.vllm_dialect``). ``--save-result`` writes vLLM's JSON.
@@ -63,8 +65,8 @@ DESCRIPTION = """\
 Fire a burst of streaming completions at an OpenAI-compatible server and report TTFT/TPOT per
 request. Speaks our options and those of vLLM's benchmarks/benchmark_serving.py."""
 EPILOG = """\
-dialects: with only our options (cfs) stdout gets our burst report and every request asks for
-exactly its output length; as soon as an option only vLLM's script has is given (vllm), stdout
+dialects: with only our options (cfs) stdout gets our burst report; random requests ask for exactly
+their output length, ShareGPT and HumanEval ones for --max-tokens and end at EOS; as soon as an option only vLLM's script has is given (vllm), stdout
 gets vLLM's "Serving Benchmark Result" block and --ignore-eos is followed as given. --result-text
 and --result-json work in both. Exit code: 0 when every request succeeded, 1 when any failed,
 2 for bad input.
@@ -74,6 +76,7 @@ example (vLLM's habits):
       --dataset-name random --num-prompts 50 --request-rate 3 --ignore-eos --save-result
 """
 
+DEFAULT_REPLY_CAP = 2048  # what chat clients commonly send as max_tokens
 DEFAULT_HOST, DEFAULT_PORT, DEFAULT_ENDPOINT, DEFAULT_BACKEND = "127.0.0.1", 8000, "/v1/completions", "vllm"
 BACKENDS = ("vllm", "openai")  # both stream /v1/completions, with the same requests
 OTHER_VLLM_BACKENDS = ("tgi", "lmdeploy", "deepspeed-mii", "openai-chat", "openai-audio", "tensorrt-llm",
@@ -187,9 +190,13 @@ def build_parser() -> tuple[OneLineParser, _Options]:
            help="random lengths are uniform in [len*(1-r), len*(1+r)] (default: %(default)s)")
     o.vllm(workload, "--random-prefix-len", type=int,
            help="random tokens shared by all random prompts, before each one's own input (default: 0)")
-    o.vllm(workload, "--sharegpt-output-len", type=int, help="output tokens per ShareGPT request (default: the reply's length)")
+    o.vllm(workload, "--sharegpt-output-len", type=int,
+           help="exact output tokens per ShareGPT request, EOS ignored (default: --max-tokens, ending at EOS)")
     o.ours(workload, "--humaneval-output-len", type=int,
-           help="output tokens per HumanEval request (default: the reference solution's length)")
+           help="exact output tokens per HumanEval request, EOS ignored (default: --max-tokens, ending at EOS)")
+    o.ours(workload, "--max-tokens", type=int, default=DEFAULT_REPLY_CAP,
+           help="max_tokens of every ShareGPT and HumanEval request, whose reply ends at EOS (on the simulated "
+                "GPU after the dataset's reply length) (default: %(default)s)")
     o.ours(workload, "--cache-salt", metavar="TEXT",
            help="sent with every request as vLLM V1's cache_salt: requests with different salts share no "
                 "prefix-cache blocks, so a run salted apart from the runs before it on the same server finds "
@@ -357,11 +364,12 @@ def plan(args: argparse.Namespace, options: _Options) -> Plan:
         random_prefix_len=args.random_prefix_len or 0,
         humaneval_output_len=args.humaneval_output_len,
         sharegpt_output_len=args.sharegpt_output_len,
+        reply_cap=reply_cap(args),
     )
     tokenizer_path = resolve_tokenizer(args.tokenizer, args.model)
     served = args.served_model_name or args.model
-    # Our dialect promises exact output lengths; vLLM's follows its flag.
-    ignore_eos = dialect == "cfs" or bool(args.ignore_eos)
+    # Our dialect ignores EOS where the length is exact and not where it is a cap; vLLM's follows its flag.
+    ignore_eos = None if dialect == "cfs" else bool(args.ignore_eos)
     client = ClientConfig(base_url=base_url, model=served, timeout_s=args.timeout,
                           progress=not (args.no_progress or args.disable_tqdm), endpoint=endpoint,
                           ignore_eos=ignore_eos, max_concurrency=args.max_concurrency, sampling=sampling,
@@ -384,7 +392,8 @@ def plan(args: argparse.Namespace, options: _Options) -> Plan:
     # Only what differs from our own dialect's requests is added, so our reports stay as they were.
     extra = {"backend": backend if dialect == "vllm" else None,
              "endpoint": endpoint if endpoint != DEFAULT_ENDPOINT else None,
-             "ignore_eos": False if not ignore_eos else None,
+             "ignore_eos": False if ignore_eos is False else None,
+             "max_tokens": workload.reply_cap,
              "max_concurrency": args.max_concurrency,
              "sampling": sampling or None,
              "cache_salt": args.cache_salt}
@@ -395,6 +404,16 @@ def plan(args: argparse.Namespace, options: _Options) -> Plan:
                            max_concurrency=args.max_concurrency, metadata=metadata)
     return Plan(dialect, client, workload, tokenizer_path, setup, identity, metrics, percentiles, slos_ms,
                 args.result_json, args.result_text, save_result, bool(args.result_filename), notes)
+
+
+def reply_cap(args: argparse.Namespace) -> Optional[int]:
+    """The max_tokens cap of the burst: ShareGPT's and HumanEval's unless a fixed length is asked for."""
+    if args.max_tokens < 1:
+        raise DialectError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    fixed = {"sharegpt": args.sharegpt_output_len, "humaneval": args.humaneval_output_len}
+    if args.dataset_name not in fixed or fixed[args.dataset_name] is not None:
+        return None
+    return args.max_tokens
 
 
 def _write_outputs(p: Plan, result: RunResult, report_text: str, report: Report) -> Optional[Path]:

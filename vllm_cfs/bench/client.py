@@ -2,9 +2,9 @@
 
 Requests go out at their issue offsets, in issue order, and run concurrently (at most
 ``max_concurrency`` at a time when it is set: the others wait in the client, and their times
-start when they are sent). Each asks for exactly its output length (``ignore_eos``, greedy unless
-other sampling parameters are given) and for usage in the stream, so the server reports exact
-token counts. A request that fails (server unreachable, HTTP error, timeout, broken
+start when they are sent). Each asks for its max_tokens (with ``ignore_eos``: exactly that many;
+without, the model may stop sooner, at EOS), greedy unless other sampling parameters are given,
+and for usage in the stream, so the server reports exact token counts. A request that fails (server unreachable, HTTP error, timeout, broken
 stream) becomes a failed record that says why; nothing is dropped.
 """
 
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from vllm_cfs.results import RequestRecord, RunResult, time_per_output_token
 from vllm_cfs.bench.workload import RequestSpec
+from vllm_cfs.sim.reply_length import reply_seed
 
 ERROR_CHARS = 300  # server messages are cut to this length to keep reports readable
 
@@ -34,7 +35,10 @@ class ClientConfig:
     timeout_s: float = 600.0  # per request, from sending it to the end of its stream
     progress: bool = True  # a progress bar on stderr
     endpoint: str = "/v1/completions"  # appended to base_url
-    ignore_eos: bool = True  # False: the server may stop a request early at its end-of-sequence token
+    # True: every request runs to its max_tokens; False: the server may stop any at its
+    # end-of-sequence token; None: each as its workload says (ignore_eos where max_tokens is the
+    # reply's exact length, EOS on where it is only a cap: RequestSpec.reply_tokens).
+    ignore_eos: Optional[bool] = None
     max_concurrency: Optional[int] = None  # requests in flight at once; None: no limit
     # Sampling parameters sent with every request (temperature, top_p, top_k, min_p); greedy if none.
     sampling: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -88,6 +92,7 @@ class _Stream:
     token_chunks: int = 0
     usage: Optional[dict[str, Any]] = None
     finished: bool = False  # [DONE] seen
+    finish_reason: Optional[str] = None  # the last choice's, when the server gave one
 
     def on_text(self, now: float, text: str) -> None:
         self.text.append(text)
@@ -118,8 +123,13 @@ def request_body(spec: RequestSpec, config: ClientConfig) -> dict[str, Any]:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    if config.ignore_eos:  # a vLLM extension: sent only when wanted, as vLLM's own client does
+    ignore_eos = spec.reply_tokens is None if config.ignore_eos is None else config.ignore_eos
+    if ignore_eos:  # a vLLM extension: sent only when wanted, as vLLM's own client does
         body["ignore_eos"] = True
+    elif spec.reply_tokens is not None and "seed" not in body:
+        # The simulated GPU's cue for where the reply ends; a real model ignores it (temperature 0)
+        # and a scheduler never reads it (vllm_cfs.sim.reply_length says why the seed).
+        body["seed"] = reply_seed(spec.reply_tokens)
     if config.cache_salt is not None:  # a vLLM V1 extension, likewise
         body["cache_salt"] = config.cache_salt
     return body
@@ -173,6 +183,9 @@ async def _read_events(response: aiohttp.ClientResponse, stream: _Stream) -> str
         text = "".join(c["text"] for c in choices if isinstance(c.get("text"), str))
         if text:
             stream.on_text(now, text)
+        reasons = [c["finish_reason"] for c in choices if isinstance(c.get("finish_reason"), str)]
+        if reasons:
+            stream.finish_reason = reasons[-1]
         if isinstance(event.get("usage"), dict):
             stream.usage = event["usage"]
     if not stream.finished:
@@ -203,6 +216,7 @@ def _record(spec: RequestSpec, stream: _Stream, origin: float, end: float, error
         success=success,
         error=error,
         generated_text="".join(stream.text),
+        finish_reason=stream.finish_reason if success else None,
     )
 
 

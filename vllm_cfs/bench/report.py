@@ -70,7 +70,7 @@ def _row(r: RequestRecord) -> tuple[str, ...]:
     def ms(seconds: Optional[float]) -> str:
         return "-" if seconds is None else f"{seconds * 1000:.2f}"
 
-    # ignore_eos should give every request its full length; show a shortfall as received/expected.
+    # A reply shorter than its max_tokens (ended at EOS; under ignore_eos, a shortfall) shows as received/asked.
     output = str(r.output_tokens) if r.output_tokens == r.expected_output_tokens else f"{r.output_tokens}/{r.expected_output_tokens}"
     return (str(r.index), f"{r.issued_at_s:.3f}", str(r.prompt_tokens), output,
             ms(r.ttft_s), ms(r.tpot_s), ms(r.e2e_s), "ok" if r.success else f"FAILED: {r.error}")

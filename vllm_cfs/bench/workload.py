@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Optional
 
 from vllm_cfs.bench.datasets import (
+    SHAREGPT_REPLY_LOG_MEAN,
+    SHAREGPT_REPLY_LOG_SD,
     Tokenizer,
     WorkloadError,
+    capped,
     humaneval_prompts,
+    lognormal_reply_lengths,
     random_prompts,
     sharegpt_prompts,
 )
@@ -31,8 +35,11 @@ class RequestSpec:
     index: int  # place in issue order
     prompt: str
     prompt_tokens: int
-    output_tokens: int  # max_tokens to ask for
+    output_tokens: int  # max_tokens to ask for: the cap
     issue_offset_s: float  # when to issue it, from the start of the burst
+    # The reply's true length, EOS included, where the workload knows it (the dataset's reply, a
+    # drawn length): only the simulated GPU may act on it. None: the reply is max_tokens long.
+    reply_tokens: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +56,11 @@ class WorkloadConfig:
     random_prefix_len: int = 0  # random tokens shared by every random prompt, before its own
     humaneval_output_len: Optional[int] = None  # default: each problem's reference-solution length
     sharegpt_output_len: Optional[int] = None  # default: each reply's own length
+    # None: every request asks for exactly its output length (ignore_eos), so max_tokens *is* the
+    # reply's length. A number: every request asks for this many tokens (a real client's cap) and
+    # its reply ends at EOS after its true length: the ShareGPT reply's, the reference solution's,
+    # or for random prompts one drawn from a log-normal fitted to ShareGPT (datasets.py).
+    reply_cap: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -69,6 +81,11 @@ class WorkloadConfig:
             raise WorkloadError(f"the HumanEval output length must be at least 1, got {self.humaneval_output_len}")
         if self.sharegpt_output_len is not None and self.sharegpt_output_len < 1:
             raise WorkloadError(f"the ShareGPT output length must be at least 1, got {self.sharegpt_output_len}")
+        if self.reply_cap is not None and self.reply_cap < 1:
+            raise WorkloadError(f"the max_tokens cap must be at least 1, got {self.reply_cap}")
+        if self.reply_cap is not None and (self.sharegpt_output_len or self.humaneval_output_len):
+            raise WorkloadError("a fixed output length asks for exactly that many tokens: give it or a max_tokens cap, "
+                                "not both")
         if self.dataset_path is not None and self.dataset != "sharegpt":
             raise WorkloadError("a dataset path is only read for the sharegpt dataset")
 
@@ -109,9 +126,18 @@ def build_workload(config: WorkloadConfig, tokenizer: Tokenizer) -> Workload:
         prompts, source = random_prompts(n, tokenizer, prompt_rng, config.random_input_len,
                                          config.random_output_len, config.random_range_ratio,
                                          config.random_prefix_len)
+    if config.reply_cap is not None:
+        if config.dataset == "random":
+            # A stream of its own, so that the prompts stay those of the same seed without a cap.
+            lengths = lognormal_reply_lengths(n, random.Random(f"vllm-cfs/{config.seed}/reply-lengths"))
+            prompts = [dataclasses.replace(p, output_tokens=length - 1) for p, length in zip(prompts, lengths)]
+            source = source.split(", output ")[0] + (f", reply lengths log-normal (median {math.exp(SHAREGPT_REPLY_LOG_MEAN):.0f} "
+                                                     f"tokens, log sd {SHAREGPT_REPLY_LOG_SD}, fitted to ShareGPT))")
+        prompts = capped(prompts, config.reply_cap)
+        source += f"; max_tokens {config.reply_cap}, replies end at EOS"
     offsets = arrival_offsets(n, config.request_rate, config.burstiness, arrival_rng)
     requests = [
-        RequestSpec(i, p.text, p.prompt_tokens, p.output_tokens, offset)
+        RequestSpec(i, p.text, p.prompt_tokens, p.output_tokens, offset, p.reply_tokens)
         for i, (p, offset) in enumerate(zip(prompts, offsets))
     ]
     return Workload(config, requests, source)

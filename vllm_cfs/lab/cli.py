@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from vllm_cfs.bench.datasets import WorkloadError
-from vllm_cfs.lab.policies import ENGINE_POLICIES, POLICIES, QUICK, STAGED_SUFFIX, SWAP_PATHS, V1_POLICIES, \
+from vllm_cfs.lab.policies import ENGINE_POLICIES, POLICIES, QUICK, QUICK_EOS, STAGED_SUFFIX, SWAP_PATHS, V1_POLICIES, \
     VICTIM_PATHS, PolicyError, select, with_swap_paths, with_victim_paths
-from vllm_cfs.lab.sweep import GPU_LABEL, SETUP, SETUP_V1, WORKLOADS, SweepError, markdown_table, quick_line, \
-    quick_line_v1, run_sweep, text_table, write_runs, write_table
+from vllm_cfs.lab.sweep import GPU_LABEL, SETUP, SETUP_V1, WORKLOADS, SweepError, check_workloads, ends_at_eos, \
+    markdown_table, quick_line, quick_line_v1, run_sweep, text_table, write_runs, write_table
 
 BAD_INPUT = 2
 # The V1 lab compares policies on V0's KV budget: the 1028 blocks vLLM 0.9.0 plans on the simulated
@@ -44,11 +44,13 @@ EPILOG = _listing("policies (v0)", {p.key: p.description for p in POLICIES}) + "
                                    "resume loads its KV from host memory"}) + "\n\n" + \
     _listing("workloads", {w.name: w.description for w in WORKLOADS.values()}) + """
 
---quick replays the reference workload (seed 0) under fcfs, cfs-10, ours and ideal and ends with
-one line: ours against FCFS, CFS-10 and the ideal bound (v1: against vLLM V1's own scheduler).
+--quick replays the reference workload (or the one --workloads names; seed 0) under fcfs, cfs-10, ours
+and ideal (and the oracle where replies end at EOS) and ends with one line: ours against FCFS, CFS-10
+and the ideal bound, plus the oracle's P99 TTFT where it ran (v1: against vLLM V1's own scheduler).
 
 examples:
   .venv/bin/python benchmarks/policy_sweep.py --quick
+  .venv/bin/python benchmarks/policy_sweep.py --quick --workload sharegpt-eos
   .venv/bin/python benchmarks/policy_sweep.py --out results/policy-sweep            # everything, seeds 0 1 2
   .venv/bin/python benchmarks/policy_sweep.py --policies fcfs cfs ideal --workloads reference --seeds 0
   .venv-v1/bin/python benchmarks/policy_sweep.py --engine v1 --quick
@@ -67,10 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="policy_sweep.py", description=DESCRIPTION, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="the reference workload, seed 0: fcfs, cfs-10, ours, ideal; ends with the one-line verdict")
+                        help="one workload (default: reference; or --workloads NAME), seed 0: fcfs, cfs-10, ours, ideal (and "
+                             "oracle where replies end at EOS); ends with the one-line verdict")
     parser.add_argument("--policies", nargs="+", metavar="NAME",
                         help="policy keys or families (default: all; see below)")
-    parser.add_argument("--workloads", nargs="+", metavar="NAME", help="default: all four (see below)")
+    parser.add_argument("--workloads", nargs="+", metavar="NAME", help="default: all (see below)")
     parser.add_argument("--seeds", nargs="+", type=int, metavar="N", help="workload seeds (default: 0 1 2)")
     parser.add_argument("--num-prompts", type=int, metavar="N",
                         help="requests per workload instead of each workload's own count (for quick checks)")
@@ -94,11 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.quick and (args.policies or args.workloads or args.seeds):
-        parser.error("--quick picks its own policies, workload and seed: leave out --policies, --workloads and --seeds")
+    if args.quick and (args.policies or args.seeds):
+        parser.error("--quick picks its own policies and seed: leave out --policies and --seeds")
+    if args.quick and args.workloads and len(args.workloads) > 1:
+        parser.error("--quick replays one workload: give --workloads one name")
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} is a file, not a folder")
-    workloads = ["reference"] if args.quick else (args.workloads or list(WORKLOADS))
+    workloads = args.workloads or (["reference"] if args.quick else list(WORKLOADS))
     seeds = [0] if args.quick else (args.seeds if args.seeds is not None else [0, 1, 2])
     engine = args.engine or installed_engine()
     if engine != installed_engine():
@@ -111,7 +116,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--victim-path is vLLM V1's (add --engine v1); V0's victims swap out (see --swap)")
     started = time.monotonic()
     try:
-        names = QUICK if args.quick else (args.policies or [p.key for p in ENGINE_POLICIES[engine]])
+        check_workloads(workloads)
+        quick = QUICK_EOS if engine == "v0" and ends_at_eos(workloads[0]) else QUICK
+        names = quick if args.quick else (args.policies or [p.key for p in ENGINE_POLICIES[engine]])
         if engine == "v1":
             policies = select(names, engine)
             if args.victim_path is not None:
@@ -145,12 +152,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{len(runs)} results files in {args.out / 'runs'} ({GPU_LABEL}; {time.monotonic() - started:.0f} s)")
     if args.quick and engine == "v1":
         if args.victim_path is None:
-            print(quick_line_v1(rows, seed=0))
+            print(quick_line_v1(rows, workload=workloads[0], seed=0))
         for path in victim_paths(args.victim_path) if args.victim_path else ():
-            print(quick_line_v1(rows, seed=0, suffix=f"+{path}") + f" (victim path {path})")
+            print(quick_line_v1(rows, workload=workloads[0], seed=0, suffix=f"+{path}") + f" (victim path {path})")
     elif args.quick:
         for suffix in ({"per-block": [""], "staged": [STAGED_SUFFIX], "both": ["", STAGED_SUFFIX]}[args.swap]):
-            print(quick_line(rows, seed=0, suffix=suffix) + (" (staged swap)" if suffix else ""))
+            print(quick_line(rows, workload=workloads[0], seed=0, suffix=suffix) + (" (staged swap)" if suffix else ""))
     return 0
 
 

@@ -23,13 +23,15 @@ from vllm_cfs.sim.replay import ReplayRequest
 from vllm_cfs.swap import WORKER_CLS
 
 CFS = "vllm_cfs.CFSScheduler"
+ORACLE = "vllm_cfs.lab.oracle.ShortestRemainingOracle"
 
 # The policy the name ``ours`` runs: a scheduler class path and its ReplayConfig settings; a better
 # scheduler replaces it here, and only here.
 OURS: Mapping[str, Any] = {"scheduler_cls": "vllm_cfs.FairScheduler"}
 OURS_DESCRIPTION = ("FairScheduler (vllm_cfs/v0/fair.py): first token first, a newcomer taking the room of the "
-                    "latest arrival after up to FAIR_PATIENCE_TOKENS=8 steps (unless that one has the most work "
-                    "left), then to completion; swapped streams come back worst stalled first")
+                    "latest arrival that absorbs a stall after up to FAIR_PATIENCE_TOKENS=8 steps (ignore_eos: not "
+                    "the one with the most work left; at EOS: one with 128 tokens streamed), then to completion; "
+                    "swapped streams come back worst stalled first, tokens left guessed from finished replies")
 
 LATER_FIRST = "later-first"  # the priority rule: the later a request arrives, the more urgent it is
 
@@ -102,9 +104,14 @@ POLICIES: tuple[Policy, ...] = (
            "the ideal bound: FCFS on the same engine and cost model with GPU KV blocks for the whole "
            "workload, so no request waits for memory and none is preempted", unlimited_kv=True),
     Policy("ours", "ours", "fair", OURS_DESCRIPTION, dict(OURS)),
+    Policy("oracle", "oracle", "true-lengths",
+           "ORACLE, the upper reference (no real scheduler knows where a reply ends): FairScheduler reading each "
+           "reply's true length (vllm_cfs/lab/oracle.py), so shortest true remaining first to come back and longest "
+           "last to yield", {"scheduler_cls": ORACLE}),
 )
 BY_KEY = {p.key: p for p in POLICIES}
 QUICK = ("fcfs", "cfs-10", "ours", "ideal")
+QUICK_EOS = QUICK + ("oracle",)  # where replies end at EOS, the oracle's figure too
 
 
 STAGED_SUFFIX = "+staged"
@@ -138,8 +145,8 @@ V1_CFS = "vllm_cfs.v1.CFSScheduler"
 # (a recompute tax of 36% on the reference burst), CPU offloading about nothing (docs/v1.md).
 V1_OURS: Mapping[str, Any] = {"scheduler_cls": "vllm_cfs.v1.FairScheduler", "kv_offloading_size": 16}
 V1_OURS_DESCRIPTION = ("FairScheduler on V1 (vllm_cfs/v1/scheduler.py) with vLLM's CPU offloading (native, 16 GiB): "
-                       "first token first, a newcomer taking the room of the latest arrival after up to "
-                       "FAIR_PATIENCE_TOKENS=8 steps (unless that one has the most work left); a victim's resume "
+                       "first token first, a newcomer taking the room of the latest arrival that absorbs a stall after up "
+                       "to FAIR_PATIENCE_TOKENS=8 steps (as on V0); a victim's resume "
                        "loads its KV from host memory; preempted streams come back worst stalled first")
 
 V1_POLICIES: tuple[Policy, ...] = (

@@ -46,6 +46,9 @@ class WorkloadSpec:
     description: str
 
 
+# The heavy-tailed workload's load: enough to keep the 1028 GPU KV blocks full for most of the burst.
+HEAVY_TAIL_REQUESTS, HEAVY_TAIL_RATE = 100, 1.0
+
 WORKLOADS: dict[str, WorkloadSpec] = {w.name: w for w in (
     WorkloadSpec("reference", WorkloadConfig("random", 50, 3.0, random_input_len=1024, random_output_len=128),
                  "random 1024-token prompts, 128 output tokens, 50 requests at 3 req/s (Poisson)"),
@@ -55,6 +58,18 @@ WORKLOADS: dict[str, WorkloadSpec] = {w.name: w for w in (
                  "100 ShareGPT first exchanges (the reply's length as output) at 5 req/s"),
     WorkloadSpec("humaneval", WorkloadConfig("humaneval", 164, 5.0),
                  "the 164 HumanEval problems (the reference solution's length as output) at 5 req/s"),
+    # Replies that end at EOS: max_tokens is only the cap a real client sends, as on a real GPU.
+    WorkloadSpec("sharegpt-eos", WorkloadConfig("sharegpt", 100, 5.0, reply_cap=2048),
+                 "the sharegpt burst as a real client sends it: max_tokens 2048, each reply ending at EOS after "
+                 "its own length"),
+    WorkloadSpec("humaneval-eos", WorkloadConfig("humaneval", 164, 5.0, reply_cap=2048),
+                 "the humaneval burst with max_tokens 2048, each reply ending at EOS after its reference "
+                 "solution's length"),
+    WorkloadSpec("heavy-tail", WorkloadConfig("random", HEAVY_TAIL_REQUESTS, HEAVY_TAIL_RATE, random_input_len=1024,
+                                              reply_cap=1024),
+                 f"{HEAVY_TAIL_REQUESTS} random 1024-token prompts at {HEAVY_TAIL_RATE:g} req/s (Poisson), max_tokens "
+                 "1024, replies ending at EOS after a log-normal length fitted to ShareGPT's (median 250, log sd "
+                 "0.965; about 7% reach the cap)"),
 )}
 
 
@@ -254,19 +269,30 @@ def text_table(rows: Sequence[Row]) -> str:
     return "\n".join([head, *body])
 
 
+def ends_at_eos(workload: str) -> bool:
+    """Whether the workload's replies end at EOS, so that max_tokens is only a cap (an oracle has something to know)."""
+    check_workloads([workload])
+    return WORKLOADS[workload].config.reply_cap is not None
+
+
 def quick_line(rows: Sequence[Row], workload: str = "reference", seed: int = 0, suffix: str = "") -> str:
     """The one-line verdict on ``ours`` against FCFS, CFS-10 and the ideal bound (all with key
-    ``suffix``: "+staged" compares the staged swap worker's runs)."""
+    ``suffix``: "+staged" compares the staged swap worker's runs), and where replies end at EOS the
+    shortest-remaining oracle's P99 TTFT."""
     by_key = {r.key: r for r in rows if r.workload == workload and r.seed == seed}
-    keys = [k + suffix for k in ("ours", "fcfs", "cfs-10", "ideal")]
+    names = ("ours", "fcfs", "cfs-10", "ideal") + (("oracle",) if ends_at_eos(workload) else ())
+    keys = [k + suffix for k in names]
     missing = [k for k in keys if k not in by_key]
     if missing:
         raise SweepError(f"the quick line needs {', '.join(missing)} on {workload} seed {seed}")
-    ours, fcfs, cfs10, ideal = (by_key[k] for k in keys)
-    return (f"ours vs fcfs: throughput ratio {ours.output_tok_s / fcfs.output_tok_s:.2f}; "
+    ours, fcfs, cfs10, ideal = (by_key[k] for k in keys[:4])
+    line = (f"ours vs fcfs: throughput ratio {ours.output_tok_s / fcfs.output_tok_s:.2f}; "
             f"P99 TTFT ours {ours.p99_ttft_ms:.0f} ms, cfs10 {cfs10.p99_ttft_ms:.0f} ms, ideal {ideal.p99_ttft_ms:.0f} ms; "
             f"P99 TPOT ours {ours.p99_tpot_ms:.0f} ms, fcfs {fcfs.p99_tpot_ms:.0f} ms; "
             f"P99 ITL ours {ours.p99_itl_ms:.0f} ms")
+    if len(keys) > 4:
+        line += f"; oracle P99 TTFT {by_key[keys[4]].p99_ttft_ms:.0f} ms"
+    return line
 
 
 def quick_line_v1(rows: Sequence[Row], workload: str = "reference", seed: int = 0, suffix: str = "") -> str:

@@ -83,6 +83,7 @@ class TraceDriver:
     def __post_init__(self) -> None:
         self._pending = sorted(self.trace, key=lambda r: (r.arrival_step, r.request_id))
         self._next_seq_id = itertools.count()
+        self._reply_tokens: Dict[str, int] = {}  # request id -> where its reply ends at EOS
 
     @property
     def done(self) -> bool:
@@ -133,7 +134,9 @@ class TraceDriver:
                     outcome.finish_step = self.step
 
     def _arrive(self, request: TraceRequest) -> None:
-        params = SamplingParams(max_tokens=request.max_tokens, ignore_eos=True, n=request.n)
+        params = SamplingParams(max_tokens=request.max_tokens, ignore_eos=request.reply_tokens is None, n=request.n)
+        if request.reply_tokens is not None:
+            self._reply_tokens[request.request_id] = request.reply_tokens
         inputs = token_inputs([1 + (i % 31999) for i in range(request.prompt_len)])
         if request.n > 1:
             # vLLM's own split; it calls back _add_processed_request once per sample.
@@ -166,10 +169,15 @@ class TraceDriver:
         group.update_num_computed_tokens(token_chunk_size)
         outcome = self.outcomes[group.request_id]
         max_tokens = group.sampling_params.max_tokens
+        # The driver's own record, never the scheduler's: the model knows where its reply ends.
+        reply_tokens = self._reply_tokens.get(group.request_id)
         for seq in group.get_seqs(status=SequenceStatus.RUNNING):
             token = 1 + (seq.seq_id * 7919 + seq.get_len()) % 31999
             seq.append_token_id(token, {token: Logprob(0.0)})
-            if seq.get_output_len() >= max_tokens:
+            if reply_tokens is not None and seq.get_output_len() >= reply_tokens:
+                seq.status = SequenceStatus.FINISHED_STOPPED
+                self.scheduler.free_seq(seq)
+            elif seq.get_output_len() >= max_tokens:
                 seq.status = SequenceStatus.FINISHED_LENGTH_CAPPED
                 self.scheduler.free_seq(seq)
         if outcome.first_token_step is None:

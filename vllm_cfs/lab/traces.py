@@ -18,6 +18,9 @@ class TraceRequest:
     max_tokens: int
     priority: int = 0
     n: int = 1  # parallel samples; the V0 driver splits them into n groups as LLMEngine does
+    # Where the reply ends at EOS (the V0 driver, as the simulated model, stops it there; the
+    # scheduler sees only max_tokens, the cap). None: ignore_eos, it runs to max_tokens.
+    reply_tokens: Optional[int] = None
 
 
 @dataclass

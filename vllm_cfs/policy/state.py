@@ -21,8 +21,12 @@ class RequestState:
     max_tokens: int  # the cap the client sent: the reply may end sooner, at EOS
     computed_tokens: int = 0  # tokens whose KV the engine holds or has scheduled
     blocks_held: Optional[int] = None  # GPU KV blocks it holds now; None where the caller did not look
+    # The request's own sampling parameter: True makes max_tokens its exact length; False, only a
+    # cap (the reply ends at EOS). Policies guess lengths only where it is False (policy.lengths).
+    ignore_eos: bool = False
 
     @property
     def remaining_tokens(self) -> int:
-        """Tokens left before max_tokens: all a request can still ask of the GPU (EOS may end it sooner)."""
+        """Tokens left before max_tokens: all a request can still ask of the GPU (EOS may end it
+        sooner, unless ignore_eos); policy.lengths.tokens_left is the expected count."""
         return self.max_tokens - self.generated_tokens

@@ -27,6 +27,7 @@ from vllm_cfs.results import RequestRecord, RunResult, time_per_output_token
 from vllm_cfs.settings import CFS_INTERVAL_ENV, MIN_GRANULARITY_ENV
 from vllm_cfs.sim.clock import CLOCK_ENV, HostGap, VirtualClock
 from vllm_cfs.sim.profile import PROFILE_ENV
+from vllm_cfs.sim.reply_length import reply_seed
 
 DEFAULT_SCHEDULER = "vllm.core.scheduler.Scheduler"
 LOG_LEVEL_ENV = "VLLM_LOGGING_LEVEL"
@@ -37,17 +38,28 @@ HOST_TIMES = ("modeled", "measured")
 class ReplayRequest:
     arrival_s: float
     prompt_token_ids: tuple[int, ...]
-    max_tokens: int
+    max_tokens: int  # the cap the client sends
     priority: int = 0  # vLLM's request priority (smaller is served first); read with scheduling_policy="priority"
+    # The reply's true length, EOS included: the simulated model says EOS there (or the cap ends
+    # it first). None: ignore_eos, every request runs to max_tokens (the assignment's setup).
+    reply_tokens: Optional[int] = None
 
     def kv_blocks(self, block_size: int = 16) -> int:
-        """KV blocks the request holds at its full length (prompt and every output token)."""
+        """KV blocks the request may hold at its longest (prompt and max_tokens output tokens)."""
         return -(-(len(self.prompt_token_ids) + self.max_tokens) // block_size)
+
+    def sampling(self) -> dict:
+        """Its vLLM SamplingParams: the cap, and either ignore_eos or the true length in the seed,
+        where only the simulated model reads it (vllm_cfs.sim.reply_length)."""
+        if self.reply_tokens is None:
+            return {"max_tokens": self.max_tokens, "ignore_eos": True}
+        return {"max_tokens": self.max_tokens, "ignore_eos": False, "seed": reply_seed(self.reply_tokens)}
 
 
 def requests_of(workload, tokenizer) -> list[ReplayRequest]:
     """A workload (vllm_cfs.bench.workload) as replay requests: the prompts as the server would tokenize them."""
-    return [ReplayRequest(s.issue_offset_s, tuple(tokenizer.encode(s.prompt)), s.output_tokens)
+    return [ReplayRequest(s.issue_offset_s, tuple(tokenizer.encode(s.prompt)), s.output_tokens,
+                          reply_tokens=s.reply_tokens)
             for s in workload.requests]
 
 
@@ -94,6 +106,7 @@ class RequestTiming:
     prompt_tokens: int
     output_tokens: int
     token_times_s: tuple[float, ...] = ()  # when each output token came out (the end of its step)
+    finish_reason: Optional[str] = None  # vLLM's: "stop" (EOS), "length" (max_tokens)
 
     @property
     def ttft_s(self) -> float:
@@ -168,7 +181,7 @@ def to_run_result(result: ReplayResult, requests: Sequence[ReplayRequest],
             prompt_tokens=t.prompt_tokens, expected_output_tokens=requests[t.index].max_tokens,
             output_tokens=t.output_tokens, ttft_s=t.ttft_s,
             tpot_s=time_per_output_token(t.finish_s - t.arrival_s, t.ttft_s, t.output_tokens),
-            itl_s=t.itl_s, e2e_s=t.finish_s - t.arrival_s, success=True,
+            itl_s=t.itl_s, e2e_s=t.finish_s - t.arrival_s, success=True, finish_reason=t.finish_reason,
         )
         for t in result.requests
     ]
@@ -344,6 +357,7 @@ def _replay_here(requests: tuple[ReplayRequest, ...], config: ReplayConfig) -> R
     pending = collections.deque(sorted(range(len(requests)), key=lambda i: (requests[i].arrival_s, i)))
     token_times: dict[int, list[float]] = {i: [] for i in range(len(requests))}
     finished: set[int] = set()
+    finish_reasons: dict[int, Optional[str]] = {}
     samples: list[KVSample] = []
     steps = idle_steps = 0
     while pending or engine.has_unfinished_requests():
@@ -354,7 +368,7 @@ def _replay_here(requests: tuple[ReplayRequest, ...], config: ReplayConfig) -> R
             engine.add_request(
                 str(i),
                 TokensPrompt(prompt_token_ids=list(requests[i].prompt_token_ids)),
-                SamplingParams(max_tokens=requests[i].max_tokens, ignore_eos=True),
+                SamplingParams(**requests[i].sampling()),
                 arrival_time=requests[i].arrival_s,
                 priority=requests[i].priority,
             )
@@ -370,6 +384,7 @@ def _replay_here(requests: tuple[ReplayRequest, ...], config: ReplayConfig) -> R
             times.extend([now] * new_tokens)
             if out.finished:
                 finished.add(i)
+                finish_reasons[i] = out.outputs[0].finish_reason
         if now == before:  # nothing ran: wait for the next arrival, or the engine is stuck
             idle_steps += 1
             if pending:
@@ -395,7 +410,7 @@ def _replay_here(requests: tuple[ReplayRequest, ...], config: ReplayConfig) -> R
         ))
     timings = tuple(
         RequestTiming(i, r.arrival_s, token_times[i][0], token_times[i][-1], len(r.prompt_token_ids),
-                      len(token_times[i]), tuple(token_times[i]))
+                      len(token_times[i]), tuple(token_times[i]), finish_reasons.get(i))
         for i, r in enumerate(requests)
     )
     assert finished == set(range(len(requests))), "the replay ended with unfinished requests"

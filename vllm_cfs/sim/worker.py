@@ -23,7 +23,7 @@ from vllm_cfs.sim.kv_ledger import KVLedger, SeqWork
 from vllm_cfs.sim.memory import KVCachePlan, plan_kv_cache
 from vllm_cfs.sim.model_spec import ModelSpec
 from vllm_cfs.sim.profile import GPUProfile
-from vllm_cfs.sim.sampler import TokenSampler
+from vllm_cfs.sim.sampler import TokenSampler, eos_token_id
 from vllm_cfs.swap import is_staged_worker
 
 # Under "vllm." so that vLLM's log handler (and so the server log) carries our lines.
@@ -46,7 +46,7 @@ class SimulatedWorker:
             staging_blocks=self.staging_blocks,
         )
         self.clock: RealClock | VirtualClock = clock_from_env(gpu.step_overhead_s)
-        self.sampler = TokenSampler(self.model.vocab_size)
+        self.sampler = TokenSampler(self.model.vocab_size, eos_token_id(model_config.hf_config))
         self.seed = model_config.seed or 0
         self.plan: Optional[KVCachePlan] = None
         self.ledger: Optional[KVLedger] = None
@@ -130,9 +130,10 @@ class SimulatedWorker:
             return CompletionSequenceGroupOutput(samples=[], prompt_logprobs=None)
         params = meta.sampling_params
         seed = params.seed if params is not None and params.seed is not None else self.seed
+        ignore_eos = params is None or params.ignore_eos
         samples = []
         for seq_id, data in meta.seq_data.items():
-            token = self.sampler.token(seed, seq_id, data.get_output_len())
+            token = self.sampler.next_token(seed, seq_id, data.get_output_len(), ignore_eos)
             samples.append(SequenceOutput(seq_id, token, {token: Logprob(0.0)}))
         return CompletionSequenceGroupOutput(samples=samples, prompt_logprobs=None)
 

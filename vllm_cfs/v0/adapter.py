@@ -23,6 +23,7 @@ def request_state(seq_group: SequenceGroup, blocks_held: Optional[int] = None) -
         prompt_tokens=first.get_prompt_len(),
         generated_tokens=vruntime(seq_group),
         max_tokens=seq_group.sampling_params.max_tokens,
+        ignore_eos=seq_group.sampling_params.ignore_eos,
         computed_tokens=first.data.get_num_computed_tokens(),
         blocks_held=blocks_held,
     )

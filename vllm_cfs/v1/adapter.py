@@ -17,6 +17,7 @@ def request_state(request: Request, blocks_held: Optional[int] = None) -> Reques
         prompt_tokens=request.num_prompt_tokens,
         generated_tokens=request.num_output_tokens,
         max_tokens=request.max_tokens,
+        ignore_eos=request.sampling_params is None or request.sampling_params.ignore_eos,
         computed_tokens=request.num_computed_tokens,
         blocks_held=blocks_held,
     )

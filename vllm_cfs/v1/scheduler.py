@@ -28,10 +28,10 @@ from vllm.logger import init_logger
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.request_queue import SchedulingPolicy
-from vllm.v1.request import Request
+from vllm.v1.request import Request, RequestStatus
 
-from vllm_cfs.policy import (ahead_by_a_time_slice, cfs_key, eviction_key, first_token_key, room_frees_within,
-                             stall_cost_key, yields_to_new_arrivals_only)
+from vllm_cfs.policy import (FinishedReplies, ahead_by_a_time_slice, cfs_key, eviction_key, first_token_key,
+                             room_frees_within, stall_cost_key, tokens_left, yields_to_new_arrivals_only)
 from vllm_cfs.settings import CFSConfigError, read_cfs_interval, read_min_granularity, read_patience_tokens
 from vllm_cfs.v1.adapter import request_state
 from vllm_cfs.v1.recompute import RecomputeLedger
@@ -279,15 +279,21 @@ class FairScheduler(_PolicyScheduler):
 
     A request with no token yet outranks every request that has one. A newcomer that cannot be
     admitted waits up to ``FAIR_PATIENCE_TOKENS`` steps for requests about to finish to free its
-    room, then takes the room of the running request that arrived last, unless that one has the
-    most work left (its stall would end the workload later: ``eviction_key``). Requests with their
-    first token run to completion; a preempted one never evicts, and comes back when room frees,
+    room, then takes the room of the latest arrival among the running requests that absorb a stall
+    (``eviction_key``: under ignore_eos, those with much less to go than the longest, whose stall
+    would end the workload later; at EOS, those with many tokens so far to spread the stall over).
+    Tokens left are exact only under ignore_eos, else guessed from the replies finished so far.
+    Requests with their first token run to completion; a preempted one never evicts, and comes back when room frees,
     the stream whose time per output token the stall hurts most first (``stall_cost_key``).
     """
 
     def __init__(self, *args, **kwargs) -> None:
         self.patience_tokens = read_patience_tokens()
-        self._longest_remaining = 0
+        # The lengths of the replies finished so far, and each live request's expected tokens
+        # left (exact under ignore_eos), refreshed every step: max_tokens is only a cap.
+        self.finished_replies = FinishedReplies()
+        self._tokens_left: dict[str, float] = {}
+        self._longest_left = 0.0
         # Request id -> the step a newcomer first held back at the head of the queue (patience is a
         # budget per newcomer) and the step each live request was first seen with a token.
         self._held_back_since: dict[str, int] = {}
@@ -301,7 +307,8 @@ class FairScheduler(_PolicyScheduler):
 
     def _choose_victims(self) -> list[Request]:
         live = list(itertools.chain(self.running, self.waiting))
-        self._longest_remaining = max((request_state(r).remaining_tokens for r in live), default=0)
+        self._tokens_left = {r.request_id: tokens_left(request_state(r), self.finished_replies) for r in live}
+        self._longest_left = max(self._tokens_left.values(), default=0)
         known = self._first_token_step
         self._first_token_step = {r.request_id: known.get(r.request_id, self._steps)
                                   for r in live if r.num_output_tokens >= 1}
@@ -324,16 +331,28 @@ class FairScheduler(_PolicyScheduler):
         if state.generated_tokens == 0:
             return first_token_key(state)
         stalled = self._steps - self._first_token_step.get(request.request_id, self._steps)
-        return (state.priority, 1) + stall_cost_key(state, stalled)[1:]
+        return (state.priority, 1) + stall_cost_key(state, self._left(request), stalled)[1:]
 
     def _eviction_key(self, request: Request):
-        return eviction_key(request_state(request), self._longest_remaining)
+        return eviction_key(request_state(request), self._left(request), self._longest_left)
+
+    def _left(self, request: Request) -> float:
+        """Its expected tokens left, as this step began (a request that joined since: worked out now)."""
+        left = self._tokens_left.get(request.request_id)
+        return tokens_left(request_state(request), self.finished_replies) if left is None else left
+
+    def _free_request(self, request: Request, *args, **kwargs):
+        """Overridden to note how long each finished reply was (ended at EOS or its cap)."""
+        ended = request.status in (RequestStatus.FINISHED_STOPPED, RequestStatus.FINISHED_LENGTH_CAPPED)
+        if ended and request.sampling_params is not None and not request.sampling_params.ignore_eos:
+            self.finished_replies.record(request.num_output_tokens)
+        return super()._free_request(request, *args, **kwargs)
 
     def _keeps_patience(self, newcomer: Request) -> bool:
         """Whether the head newcomer waits this step for a finishing request's room (at most
         FAIR_PATIENCE_TOKENS steps in all) instead of evicting; true too when it fits now."""
         since = self._held_back_since.get(newcomer.request_id, self._steps)
-        running = [(request_state(r).remaining_tokens, self._blocks_held(r), 1) for r in self.running]
+        running = [(self._left(r), self._blocks_held(r), 1) for r in self.running]
         needed = (self._blocks_to_admit(newcomer), 1)
         free = (self._num_free_blocks(), self.max_num_running_reqs - len(self.running))
         if self._steps - since >= self.patience_tokens or not room_frees_within(self.patience_tokens, needed, free,

@@ -31,6 +31,10 @@ def runs():
                                                               **SCARCE)),
         "small chunks": (long_prompt, V1ReplayConfig(max_num_batched_tokens=256)),
         "v0's batch": (long_prompt, V1ReplayConfig(max_num_batched_tokens=16384)),
+        "eos": ([ReplayRequest(0.0, tuple(range(100, 400)), max_tokens=64, reply_tokens=9),
+                 ReplayRequest(0.0, tuple(range(500, 800)), max_tokens=12, reply_tokens=40),
+                 ReplayRequest(0.1, tuple(range(900, 1200)), max_tokens=20)],  # ignore_eos: exactly max_tokens
+                V1ReplayConfig()),
     }
     results = replay_many(list(jobs.values()))
     return {name: (job[0], result) for (name, job), result in zip(jobs.items(), results)}
@@ -47,7 +51,8 @@ def test_the_memory_plan_gives_v0s_blocks_for_v0s_batch(runs):
 
 def test_every_request_completes_with_its_tokens(runs):
     for requests, result in runs.values():
-        assert [t.output_tokens for t in result.requests] == [r.max_tokens for r in requests]
+        assert [t.output_tokens for t in result.requests] == [min(r.max_tokens, r.reply_tokens or r.max_tokens)
+                                                              for r in requests]
         assert [t.prompt_tokens for t in result.requests] == [len(r.prompt_token_ids) for r in requests]
         for t in result.requests:
             assert t.arrival_s < t.first_token_s <= t.finish_s
@@ -118,3 +123,9 @@ def test_results_in_the_clients_schema(runs):
     assert (run.setup["tokens_computed"], run.setup["tokens_recomputed"]) == (result.tokens_computed,
                                                                              result.tokens_recomputed)
     assert run.summary.completed == len(requests)
+
+
+def test_replies_end_at_eos_or_at_their_cap(runs):
+    requests, result = runs["eos"]
+    assert [(t.output_tokens, t.finish_reason) for t in result.requests] == [(9, "stop"), (12, "length"), (20, "length")]
+    assert [r.ended_at_eos for r in to_run_result(result, requests).records] == [True, False, False]

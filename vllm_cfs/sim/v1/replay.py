@@ -190,6 +190,7 @@ def _drive(engine, requests, config: V1ReplayConfig, SamplingParams, TokensPromp
     live: dict[str, object] = {}  # vLLM's Request of each unfinished replay request, by id
     preemptions_seen: dict[str, int] = {}
     finished: set[int] = set()
+    finish_reasons: dict[int, Optional[str]] = {}
     samples: list[KVSample] = []
     steps = idle_steps = preemptions = 0
     while pending or engine.has_unfinished_requests():
@@ -200,7 +201,7 @@ def _drive(engine, requests, config: V1ReplayConfig, SamplingParams, TokensPromp
             request_id = engine.add_request(
                 str(i),
                 TokensPrompt(prompt_token_ids=list(requests[i].prompt_token_ids)),
-                SamplingParams(max_tokens=requests[i].max_tokens, ignore_eos=True, detokenize=False),
+                SamplingParams(**requests[i].sampling(), detokenize=False),
                 arrival_time=requests[i].arrival_s,
                 priority=requests[i].priority,
             )
@@ -222,6 +223,7 @@ def _drive(engine, requests, config: V1ReplayConfig, SamplingParams, TokensPromp
             times.extend([now] * (len(out.outputs[0].token_ids) - len(times)))
             if out.finished:
                 finished.add(i)
+                finish_reasons[i] = out.outputs[0].finish_reason
                 live.pop(out.request_id, None)
         if now == before:  # nothing ran: wait for the next arrival or KV transfer, or the engine is stuck
             idle_steps += 1
@@ -252,7 +254,7 @@ def _drive(engine, requests, config: V1ReplayConfig, SamplingParams, TokensPromp
     assert finished == set(range(len(requests))), "the replay ended with unfinished requests"
     timings = tuple(
         RequestTiming(i, r.arrival_s, token_times[i][0], token_times[i][-1], len(r.prompt_token_ids),
-                      len(token_times[i]), tuple(token_times[i]))
+                      len(token_times[i]), tuple(token_times[i]), finish_reasons.get(i))
         for i, r in enumerate(requests)
     )
     return ReplayResult(

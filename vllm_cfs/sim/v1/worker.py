@@ -25,7 +25,7 @@ from vllm_cfs.sim.cost_model import CostModel, MixedStepCost, PrefillChunk
 from vllm_cfs.sim.memory import KVCachePlan, plan_kv_cache
 from vllm_cfs.sim.model_spec import ModelSpec
 from vllm_cfs.sim.profile import GPUProfile
-from vllm_cfs.sim.sampler import TokenSampler
+from vllm_cfs.sim.sampler import TokenSampler, eos_token_id
 from vllm_cfs.sim.v1.offload import CONNECTOR, SimulatedOffload
 
 # Under "vllm." so that vLLM's log handler (and so the server log) carries our lines.
@@ -41,6 +41,7 @@ class _RequestState:
     sequence: int  # the sampler's sequence number: the order requests first ran in
     seed: int
     prompt_tokens: int
+    ignore_eos: bool = True
     computed_high: int = 0  # tokens of this request computed at least once (the recompute line)
 
 
@@ -69,7 +70,7 @@ class SimulatedWorker:
         self.cost_model = CostModel(gpu, self.model, vllm_config.parallel_config.tensor_parallel_size,
                                     vllm_config.cache_config.block_size)
         self.clock: RealClock | VirtualClock = clock_from_env(gpu.step_overhead_s)
-        self.sampler = TokenSampler(self.model.vocab_size)
+        self.sampler = TokenSampler(self.model.vocab_size, eos_token_id(model_config.hf_config))
         self.seed = model_config.seed or 0
         self.plan: Optional[KVCachePlan] = None
         self.kv_cache_config: Optional[KVCacheConfig] = None
@@ -179,7 +180,7 @@ class SimulatedWorker:
             else:
                 prefills.append(PrefillChunk(tokens=scheduled, cached_tokens=computed))
             # A chunk that stops short of the request's known tokens samples nothing.
-            sampled.append([self.sampler.token(state.seed, state.sequence, outputs)] if end >= known else [])
+            sampled.append([self.sampler.next_token(state.seed, state.sequence, outputs, state.ignore_eos)] if end >= known else [])
 
         cost = dataclasses.replace(self.cost_model.mixed_step_cost(prefills, decode_contexts), kv_transfer=flush_wait)
         self.tokens_computed += out.total_num_scheduled_tokens
@@ -265,6 +266,7 @@ class SimulatedWorker:
         previous = self._requests.get(new.req_id)
         if previous is not None:
             return previous  # resumed, sent as new again: same tokens, same recompute line
-        state = _RequestState(sequence=self._next_sequence, seed=seed, prompt_tokens=prompt)
+        state = _RequestState(sequence=self._next_sequence, seed=seed, prompt_tokens=prompt,
+                              ignore_eos=params is None or params.ignore_eos)
         self._next_sequence += 1
         return state
