@@ -72,3 +72,22 @@ def test_the_replay_of_a_run_counts_ttft_from_the_clients_send(sim_session):
     assert [r.ttft_s for r in shifted.records] == [r.ttft_s + 0.5 for r in result.records]
     [versus] = compare_folder(sim_session, 64, "h200", 1, max_model_len=512)
     assert versus.run == "ours-all-s0" and versus.requests == 6 and versus.p99_ttft_real_ms == result.summary.p99_ttft_ms
+
+
+def test_the_gpu_scripts_have_help_and_refuse_bad_input_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from vllm_cfs.realgpu.session import REPO
+
+    script = REPO / "benchmarks" / "gpu" / "real_burst.sh"
+    shown = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.startswith("Usage: benchmarks/gpu/real_burst.sh RUNS_DIR")
+    assert subprocess.run(["bash", str(script)], capture_output=True, text=True).returncode == 2
+    for name in ("bundle.py", "session.py", "versus_sim.py"):
+        helped = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu" / name), "--help"],
+                                capture_output=True, text=True)
+        assert helped.returncode == 0 and "usage:" in helped.stdout, name
+    missing = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu" / "versus_sim.py"), str(tmp_path),
+                              "--gpu-blocks", "1028"], capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "summary.json" in missing.stderr
