@@ -125,6 +125,14 @@ def format_table(rows: Sequence[Versus]) -> str:
     return "\n".join(lines)
 
 
+def format_prediction(rows: Sequence[Versus]) -> str:
+    """The simulated side alone: a prediction for a setup that has not run on real GPUs yet."""
+    lines = ["| run | P99 TTFT ms | P99 TPOT ms | P99 ITL ms | output tok/s |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {v.run} | {v.p99_ttft_sim_ms:.0f} | {v.p99_tpot_sim_ms:.1f} | {v.p99_itl_sim_ms:.1f} | "
+              f"{v.output_tok_s_sim:.1f} |" for v in rows]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="versus_sim.py", description="Replay a folder of real-GPU runs on the "
                                      "simulated GPU and print the errors (run with .venv-v1/bin/python).")
@@ -137,13 +145,16 @@ def main(argv=None) -> int:
     parser.add_argument("--ingress-ms", type=float, default=1000 * INGRESS_S,
                         help=f"the API server's time per request outside the engine (default {1000 * INGRESS_S:g})")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--predict", action="store_true",
+                        help="print the simulated figures alone: the folder's workloads (send times, lengths) on a "
+                             "setup the real runs did not have, e.g. -tp 2")
     args = parser.parse_args(argv)
     if not (args.folder / "summary.json").is_file():
         print(f"versus_sim.py: error: {args.folder} holds no summary.json (a session's output folder)", file=sys.stderr)
         return 2
     rows = compare_folder(args.folder, args.gpu_blocks, args.profile, args.tensor_parallel_size, args.runs,
                           args.ingress_ms / 1000, args.max_model_len)
-    print(format_table(rows))
+    print(format_prediction(rows) if args.predict else format_table(rows))
     if args.json:
         args.json.write_text(json.dumps([v.row() for v in rows], indent=1) + "\n")
     return 0

@@ -7,7 +7,7 @@ import pytest
 
 from vllm_cfs.realgpu import session
 from vllm_cfs.realgpu.session import SessionError, policy_args, serve_command
-from vllm_cfs.realgpu.versus_sim import as_client_sees, compare_folder
+from vllm_cfs.realgpu.versus_sim import as_client_sees, compare_folder, format_prediction
 from vllm_cfs.results import RunResult
 from vllm_cfs.sim.model_dir import codellama_34b_dir
 
@@ -72,6 +72,7 @@ def test_the_replay_of_a_run_counts_ttft_from_the_clients_send(sim_session):
     assert [r.ttft_s for r in shifted.records] == [r.ttft_s + 0.5 for r in result.records]
     [versus] = compare_folder(sim_session, 64, "h200", 1, max_model_len=512)
     assert versus.run == "ours-all-s0" and versus.requests == 6 and versus.p99_ttft_real_ms == result.summary.p99_ttft_ms
+    assert format_prediction([versus]).splitlines()[2].startswith(f"| ours-all-s0 | {versus.p99_ttft_sim_ms:.0f} |")
 
 
 def test_the_gpu_scripts_have_help_and_refuse_bad_input_in_one_line(tmp_path):
