@@ -19,7 +19,8 @@ recognises V1's lines and returns what each says, so that it needs nothing from 
   16,384 tokens per request: 2.50x`` (vLLM's, on any GPU), and the simulated GPU's
   ``Simulated GPU KV cache: 2562 blocks of 16 tokens per GPU (nothing allocated)``;
 * our V1 schedulers' cumulative counters (vllm_cfs/v1/scheduler.py):
-  ``CFSScheduler stats: policy_steps=16, victims=12, victim_blocks=3034`` (or ``FairScheduler``);
+  ``CFSScheduler stats: policy_steps=16, victims=12, victim_blocks=3034, tokens_computed=233277,
+  tokens_recomputed=3077`` (or ``FairScheduler``), periodically and when the scheduler drains;
 * the engine's configuration: ``Initializing a V1 LLM engine (v0.24.0) with config: model=...``.
 """
 

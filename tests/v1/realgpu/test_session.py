@@ -37,12 +37,13 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def sim_session(tmp_path_factory, monkeypatch_module):
-    """Ours on 64 blocks: 6 prompts of 200 tokens at once need 6 x 17 blocks, so newcomers evict."""
+    """Ours on 64 blocks: 6 prompts of 200 tokens sent at once, 4 admitted (13 blocks each), 2 newcomers
+    waiting while the 4 have 128 decode steps to go, so Fair evicts for them after its patience."""
     monkeypatch_module.setenv("VLLM_CFS_SIM_GPU", "h200")
     out = tmp_path_factory.mktemp("session")
     code = session.main(["--model", str(codellama_34b_dir()), "--out", str(out), "--policies", "ours",
                          "--gpu-blocks", "64", "--max-model-len", "512", "--seeds", "--all-at-once-seed", "0",
-                         "--num-prompts", "6", "--input-len", "200", "--output-len", "64",
+                         "--num-prompts", "6", "--input-len", "200", "--output-len", "128",
                          "--gpu", "simulated h200", "--port", "8731"])
     assert code == 0, (out / "server-ours.log").read_text()[-3000:]
     return out
@@ -58,10 +59,10 @@ def test_a_session_writes_each_runs_results_and_its_own_counts(sim_session):
     [row] = json.loads((sim_session / "summary.json").read_text())
     result = RunResult.load(sim_session / "ours-all-s0.json")
     assert (row["policy"], row["burst"], row["completed"], row["failed"]) == ("ours", "all-s0", 6, 0)
-    assert all(r.output_tokens == 64 for r in result.records) and math.isinf(row["rate"])
+    assert all(r.output_tokens == 128 for r in result.records) and math.isinf(row["rate"])
     assert row["p99_ttft_ms"] == result.summary.p99_ttft_ms and row["output_tok_s"] == result.summary.output_throughput
     # the stats line at drain holds the burst's totals: every token once, plus what was recomputed
-    assert row["tokens_computed"] == 6 * (200 + 64 - 1) + row["tokens_recomputed"]
+    assert row["tokens_computed"] == 6 * (200 + 128 - 1) + row["tokens_recomputed"]
     assert row["victims"] >= 1 and row["preemptions"] >= row["victims"]
     assert (sim_session / "ours-all-s0.metrics").is_file() and (sim_session / "ours-all-s0.txt").is_file()
 
