@@ -10,6 +10,7 @@ from vllm.logger import init_logger
 
 from vllm_cfs.sim.profile import PROFILE_ENV, load_profile
 from vllm_cfs.sim.worker import SimulatedWorker
+from vllm_cfs.sim.worker_rpc import call_worker, log_start
 
 # Under "vllm." so that vLLM's log handler (and so the server log) carries our lines.
 logger = init_logger(f"vllm.{__name__}")
@@ -24,12 +25,7 @@ class SimulatedExecutor(ExecutorBase):
     def _init_executor(self) -> None:
         gpu = load_profile(os.environ[PROFILE_ENV])
         self.worker = SimulatedWorker(self.vllm_config, gpu)
-        pc = self.parallel_config
-        logger.info(
-            "Simulated GPU: %d x %s (%s; source: %s), tensor parallel %d modeled in one process, %s clock; "
-            "no model weights are loaded",
-            pc.world_size, gpu.name, gpu.description, gpu.source, pc.tensor_parallel_size, self.worker.clock.name,
-        )
+        log_start(logger, gpu, self.parallel_config, self.worker.clock.name)
 
     def collective_rpc(
         self,
@@ -38,12 +34,7 @@ class SimulatedExecutor(ExecutorBase):
         args: tuple = (),
         kwargs: Optional[dict[str, Any]] = None,
     ) -> list[Any]:
-        kwargs = kwargs or {}
-        if callable(method):
-            return [method(self.worker, *args, **kwargs)]
-        if not hasattr(self.worker, method):
-            raise NotImplementedError(f"the simulated GPU does not support {method!r}")
-        return [getattr(self.worker, method)(*args, **kwargs)]
+        return [call_worker(self.worker, method, args, kwargs or {})]
 
     def check_health(self) -> None:
         self.worker.check_health()

@@ -25,6 +25,13 @@ class ModelSpec:
     tie_word_embeddings: bool
 
     @classmethod
+    def served(cls, model_config) -> "ModelSpec":
+        """The model as vLLM serves it (a ModelConfig of either engine): the served dtype (--dtype)
+        decides the bytes, not the checkpoint's torch_dtype."""
+        spec = cls.from_config(model_config.hf_text_config.to_dict())
+        return dataclasses.replace(spec, dtype_bytes=model_config.dtype.itemsize)
+
+    @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "ModelSpec":
         heads = int(config["num_attention_heads"])
         hidden = int(config["hidden_size"])

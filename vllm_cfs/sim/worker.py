@@ -6,7 +6,6 @@ equal shards), so everything here is per GPU of the group and runs in one proces
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Optional
 
@@ -35,9 +34,7 @@ class SimulatedWorker:
         self.config = vllm_config
         self.gpu = gpu
         model_config = vllm_config.model_config
-        spec = ModelSpec.from_config(model_config.hf_text_config.to_dict())
-        # The served dtype (--dtype) decides the bytes, not the checkpoint's torch_dtype.
-        self.model = dataclasses.replace(spec, dtype_bytes=model_config.dtype.itemsize)
+        self.model = ModelSpec.served(model_config)
         # --worker-cls vllm_cfs.swap.StagedSwapWorker on a real GPU: the staged swap path
         self.staging_blocks = (staged_swap_blocks() if is_staged_worker(vllm_config.parallel_config.worker_cls)
                                else None)

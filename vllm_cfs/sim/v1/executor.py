@@ -11,6 +11,7 @@ from vllm.v1.executor.abstract import Executor
 
 from vllm_cfs.sim.profile import PROFILE_ENV, load_profile
 from vllm_cfs.sim.v1.worker import SimulatedWorker
+from vllm_cfs.sim.worker_rpc import call_worker, log_start
 
 # Under "vllm." so that vLLM's log handler (and so the server log) carries our lines.
 logger = init_logger(f"vllm.{__name__}")
@@ -35,12 +36,7 @@ class SimulatedExecutor(Executor):
     def _init_executor(self) -> None:
         gpu = load_profile(os.environ[PROFILE_ENV])
         self.worker = SimulatedWorker(self.vllm_config, gpu)
-        pc = self.parallel_config
-        logger.info(
-            "Simulated GPU: %d x %s (%s; source: %s), tensor parallel %d modeled in one process, %s clock; "
-            "no model weights are loaded",
-            pc.world_size, gpu.name, gpu.description, gpu.source, pc.tensor_parallel_size, self.worker.clock.name,
-        )
+        log_start(logger, gpu, self.parallel_config, self.worker.clock.name)
 
     def collective_rpc(
         self,
@@ -51,7 +47,7 @@ class SimulatedExecutor(Executor):
         non_block: bool = False,
     ) -> Union[list[Any], Future]:
         def call() -> list[Any]:
-            return [self._call(method, args, kwargs or {})]
+            return [call_worker(self.worker, method, args, kwargs or {})]
 
         return _done(call) if non_block else call()
 
@@ -74,13 +70,6 @@ class SimulatedExecutor(Executor):
     @classmethod
     def supports_async_scheduling(cls) -> bool:
         return False
-
-    def _call(self, method, args: tuple, kwargs: dict) -> Any:
-        if callable(method):
-            return method(self.worker, *args, **kwargs)
-        if not hasattr(self.worker, method):
-            raise NotImplementedError(f"the simulated GPU does not support {method!r}")
-        return getattr(self.worker, method)(*args, **kwargs)
 
 
 def _done(call: Callable[[], Any]) -> Future:

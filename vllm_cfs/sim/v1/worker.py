@@ -64,9 +64,7 @@ class SimulatedWorker:
         self.config = vllm_config
         self.gpu = gpu
         model_config = vllm_config.model_config
-        spec = ModelSpec.from_config(model_config.hf_text_config.to_dict())
-        # The served dtype (--dtype) decides the bytes, not the checkpoint's torch_dtype.
-        self.model = dataclasses.replace(spec, dtype_bytes=model_config.dtype.itemsize)
+        self.model = ModelSpec.served(model_config)
         self.cost_model = CostModel(gpu, self.model, vllm_config.parallel_config.tensor_parallel_size,
                                     vllm_config.cache_config.block_size)
         self.clock: RealClock | VirtualClock = clock_from_env(gpu.step_overhead_s)
