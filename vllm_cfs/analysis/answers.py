@@ -379,9 +379,10 @@ TABLE_TITLE = ("P99 TTFT, P99 TPOT, P99 ITL and output throughput per scheduler:
                "each interval, and our FairScheduler when it ran (median over runs)")
 
 
-def interval_table(study: Study) -> list[str]:
+def interval_table(study: Study, preemptions_per_run: bool = False) -> list[str]:
+    """One line per scheduler; V1's table adds each run's preemptions (from /metrics)."""
     header = (f"{'scheduler':>9}  {'interval':>8}  {'runs':>4}  {'P99 TTFT (ms)':>13}  {'P99 TPOT (ms)':>13}  "
-              f"{'P99 ITL (ms)':>12}  {'output (tok/s)':>14}")
+              f"{'P99 ITL (ms)':>12}  {'output (tok/s)':>14}" + ("  preemptions per run" if preemptions_per_run else ""))
     lines = [header]
     for row in study.table_rows:
         if row.interval is None:
@@ -389,8 +390,11 @@ def interval_table(study: Study) -> list[str]:
         else:
             scheduler, interval = ("FCFS" if row.interval == 0 else "CFS"), str(row.interval)
         itl = "n/a" if row.p99_itl_ms is None else f"{row.p99_itl_ms:.1f}"
-        lines.append(f"{scheduler:>9}  {interval:>8}  {row.runs:>4}  {row.p99_ttft_ms:>13.1f}  "
-                     f"{row.p99_tpot_ms:>13.1f}  {itl:>12}  {row.output_throughput:>14.1f}")
+        line = (f"{scheduler:>9}  {interval:>8}  {row.runs:>4}  {row.p99_ttft_ms:>13.1f}  "
+                f"{row.p99_tpot_ms:>13.1f}  {itl:>12}  {row.output_throughput:>14.1f}")
+        if preemptions_per_run:
+            line += "  " + ", ".join("n/a" if v is None else str(v) for v in study.preemptions(row.interval))
+        lines.append(line)
     return lines
 
 

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 from vllm_cfs.analysis import evidence as ev
 from vllm_cfs.analysis.answers import (BATCHING_LIMIT, DEFAULT_POLICY, HOW_CFS_CUTS_TTFT, INTERVAL_TREND,
                                        MAIN_TRADEOFF, QUESTIONS, TTFT_PROBES, WHAT_IS_SWAPPED, Answer, _ms, _pct,
-                                       _when)
+                                       _when, interval_table)
 from vllm_cfs.analysis.study import Burst, Study
 
 # The answers of the V0 run, `make hw2` (docs/results.md, 2026-11-30: every one derived from its
@@ -44,19 +44,7 @@ def _counts(values: Sequence[Optional[int]]) -> str:
 
 
 def interval_table_v1(study: Study) -> list[str]:
-    header = (f"{'scheduler':>9}  {'interval':>8}  {'runs':>4}  {'P99 TTFT (ms)':>13}  {'P99 TPOT (ms)':>13}  "
-              f"{'P99 ITL (ms)':>12}  {'output (tok/s)':>14}  preemptions per run")
-    lines = [header]
-    for row in study.table_rows:
-        if row.interval is None:
-            scheduler, interval = "Fair", "-"
-        else:
-            scheduler, interval = ("FCFS" if row.interval == 0 else "CFS"), str(row.interval)
-        itl = "n/a" if row.p99_itl_ms is None else f"{row.p99_itl_ms:.1f}"
-        lines.append(f"{scheduler:>9}  {interval:>8}  {row.runs:>4}  {row.p99_ttft_ms:>13.1f}  "
-                     f"{row.p99_tpot_ms:>13.1f}  {itl:>12}  {row.output_throughput:>14.1f}  "
-                     f"{_counts(study.preemptions(row.interval))}")
-    return lines
+    return interval_table(study, preemptions_per_run=True)
 
 
 def table_notes(study: Study) -> list[str]:
