@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from vllm_cfs.sim.clock import CLOCK_ENV, HostGap, RealClock, VirtualClock, clock_from_env
+from vllm_cfs.sim.clock import CLOCK_ENV, HostGap, PipelinedClock, RealClock, VirtualClock, clock_from_env
 from vllm_cfs.sim.sampler import TokenSampler
 
 
@@ -41,11 +41,27 @@ def test_a_real_clock_gives_back_what_a_late_step_overran(monkeypatch):
     assert sum(slept) <= 1.0 - 0.5  # the 1 s step owed 0.5 s
 
 
+def test_a_pipelined_clock_queues_steps_on_the_gpu_and_moves_the_host_only_when_it_waits():
+    clock = PipelinedClock()
+    clock.run_step(0.5, step_start=123.0)
+    clock.run_step(0.25, step_start=123.0)  # planned while the first runs: it starts at the first's end
+    assert (clock.now(), clock.gpu_now()) == (0.0, 0.75)
+    clock.advance_to(0.5)  # the host waits for the first step's result
+    assert (clock.now(), clock.gpu_now()) == (0.5, 0.75)
+    clock.advance_to(2.0)  # an idle GPU: the next step starts when the host hands it over
+    clock.run_step(0.5, step_start=0.0)
+    assert (clock.now(), clock.gpu_now()) == (2.0, 2.5)
+
+
 def test_clock_chosen_by_environment(monkeypatch):
     monkeypatch.delenv(CLOCK_ENV, raising=False)
     assert isinstance(clock_from_env(0.004), RealClock)
     monkeypatch.setenv(CLOCK_ENV, "virtual")
-    assert isinstance(clock_from_env(0.004), VirtualClock)
+    assert type(clock_from_env(0.004)) is VirtualClock
+    assert type(clock_from_env(0.004, pipelined=True)) is PipelinedClock
+    monkeypatch.delenv(CLOCK_ENV)
+    with pytest.raises(ValueError, match="virtual time only"):
+        clock_from_env(0.004, pipelined=True)
     monkeypatch.setenv(CLOCK_ENV, "wall")
     with pytest.raises(ValueError, match="'real' or 'virtual'"):
         clock_from_env(0.004)

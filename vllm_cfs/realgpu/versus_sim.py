@@ -5,7 +5,9 @@
 Every request of a real run (vllm_cfs.results, as the session wrote it) goes into the V1
 virtual-time replay (vllm_cfs.sim.v1.replay) at the moment the client actually sent it, with its
 prompt and output lengths, under the same policy, block budget, batch limits and model length as
-the real server. Prompts are distinct token ids (random prompts share no prefix there either).
+the real server, and with vLLM's asynchronous scheduling on, as `vllm serve` runs on a GPU (the
+next step planned while the GPU runs the last: sim.clock.PipelinedClock). Prompts are distinct
+token ids (random prompts share no prefix there either).
 Per run: the median over requests of |sim - real| / real TTFT, and the P99 TTFT and output tok/s
 errors, which is what the simulator has to get right for the lab's figures to hold.
 
@@ -31,8 +33,10 @@ from vllm_cfs.sim.replay import ReplayRequest, to_run_result
 from vllm_cfs.sim.v1.replay import DEFAULT_SCHEDULER, V1ReplayConfig, replay_many
 
 # The real server's time per request outside the engine: the median of real minus replayed TTFT
-# on the H200's own budget at 3 req/s (nothing queues there), 2026-12-03 (docs/real-gpu.md).
-INGRESS_S = 0.022
+# on the H200's own budget at 3 req/s (nothing queues there), V1 default, replayed with async
+# scheduling, 2026-12-03 (docs/real-gpu.md). Replayed with the synchronous loop it was 22 ms: the
+# step that async scheduling plans before a newcomer can join.
+INGRESS_S = 0.0007
 # What `vllm serve` picked on the H200 (more than 70 GiB, not an A100).
 H200_SERVE_LIMITS = {"max_num_batched_tokens": 8192, "max_num_seqs": 1024}
 V1_SCHEDULERS = {"fcfs": ({"scheduler_cls": DEFAULT_SCHEDULER}),
@@ -96,7 +100,7 @@ def versus(name: str, real: RunResult, simulated: RunResult) -> Versus:
 
 def compare_folder(folder: Path, gpu_blocks: int, profile: str, tensor_parallel: int,
                    only: Optional[Sequence[str]] = None, ingress_s: float = INGRESS_S,
-                   max_model_len: int = 4096) -> list[Versus]:
+                   max_model_len: int = 4096, async_scheduling: bool = True) -> list[Versus]:
     rows = json.loads((folder / "summary.json").read_text())
     runs = [(f"{r['policy']}-{r['burst']}", r["policy"]) for r in rows]
     if only:
@@ -106,7 +110,8 @@ def compare_folder(folder: Path, gpu_blocks: int, profile: str, tensor_parallel:
     for index, (name, policy) in enumerate(runs):
         requests = replay_requests(reals[name], seed=index, ingress_s=ingress_s)
         config = V1ReplayConfig(profile=profile, tensor_parallel_size=tensor_parallel,
-                                num_gpu_blocks_override=gpu_blocks, max_model_len=max_model_len, **H200_SERVE_LIMITS,
+                                num_gpu_blocks_override=gpu_blocks, max_model_len=max_model_len,
+                                async_scheduling=async_scheduling, **H200_SERVE_LIMITS,
                                 **policy_settings(policy))
         jobs.append((requests, config))
     results = replay_many(jobs)
@@ -144,6 +149,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", nargs="*", help="only these runs (e.g. fcfs-rate3-s0)")
     parser.add_argument("--ingress-ms", type=float, default=1000 * INGRESS_S,
                         help=f"the API server's time per request outside the engine (default {1000 * INGRESS_S:g})")
+    parser.add_argument("--sync-scheduling", action="store_true",
+                        help="replay with vLLM's synchronous step loop (default: async scheduling, as the real server)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--predict", action="store_true",
                         help="print the simulated figures alone: the folder's workloads (send times, lengths) on a "
@@ -153,7 +160,7 @@ def main(argv=None) -> int:
         print(f"versus_sim.py: error: {args.folder} holds no summary.json (a session's output folder)", file=sys.stderr)
         return 2
     rows = compare_folder(args.folder, args.gpu_blocks, args.profile, args.tensor_parallel_size, args.runs,
-                          args.ingress_ms / 1000, args.max_model_len)
+                          args.ingress_ms / 1000, args.max_model_len, not args.sync_scheduling)
     print(format_prediction(rows) if args.predict else format_table(rows))
     if args.json:
         args.json.write_text(json.dumps([v.row() for v in rows], indent=1) + "\n")

@@ -50,6 +50,10 @@ class RealClock:
     def now(self) -> float:
         return time.monotonic()
 
+    def gpu_now(self) -> float:
+        """Where the GPU's timeline stands: a step is done by the time ``run_step`` returns."""
+        return self.now()
+
     def run_step(self, duration_s: float, step_start: float) -> None:
         credit = min(self.host.host_between_steps(step_start), self.host.host_overhead_credit_s)
         end = step_start + duration_s - credit - self.late_s
@@ -77,6 +81,10 @@ class VirtualClock:
     def now(self) -> float:
         return self._now
 
+    def gpu_now(self) -> float:
+        """Where the GPU's timeline stands: a step is done by the time ``run_step`` returns."""
+        return self._now
+
     def advance_to(self, t: float) -> None:
         """Idle until t (no-op if t is in the past): the GPU waits for the next arrival."""
         self._now = max(self._now, t)
@@ -88,10 +96,34 @@ class VirtualClock:
             self.host.step_ended()
 
 
-def clock_from_env(host_overhead_credit_s: float) -> RealClock | VirtualClock:
+class PipelinedClock(VirtualClock):
+    """Virtual time under vLLM's asynchronous scheduling: the host schedules step n+1 while the
+    GPU runs step n, so a step starts when both the GPU is free and the host has handed it over.
+
+    ``now()`` is the host's time: a submitted step does not move it; waiting for the step's
+    result does (``advance_to`` its end). ``gpu_now()`` is where the GPU's timeline stands, the end of
+    the last submitted step. Host work between steps hides behind the GPU's, so there is no gap
+    to charge (the profile's step overhead stays in the modeled step).
+    """
+
+    def __init__(self, start_s: float = 0.0):
+        super().__init__(start_s)
+        self._gpu_free_s = start_s
+
+    def gpu_now(self) -> float:
+        return max(self._now, self._gpu_free_s)
+
+    def run_step(self, duration_s: float, step_start: float) -> None:
+        self._gpu_free_s = self.gpu_now() + duration_s
+
+
+def clock_from_env(host_overhead_credit_s: float, pipelined: bool = False) -> RealClock | VirtualClock:
+    """The clock CLOCK_ENV names; ``pipelined``: the engine schedules asynchronously (virtual time only)."""
     kind = os.environ.get(CLOCK_ENV, "real")
     if kind == "real":
+        if pipelined:
+            raise ValueError("asynchronous scheduling is modeled in virtual time only")
         return RealClock(host_overhead_credit_s)
     if kind == "virtual":
-        return VirtualClock()
+        return PipelinedClock() if pipelined else VirtualClock()
     raise ValueError(f"{CLOCK_ENV}={kind!r} is not a clock: use 'real' or 'virtual'")

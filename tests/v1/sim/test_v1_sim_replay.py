@@ -21,6 +21,10 @@ def burst(n=16, rate=8.0, seed=0):
 def runs():
     requests = burst()
     long_prompt = [ReplayRequest(0.0, tuple(range(100, 1100)), 8)]
+    eos_requests = [ReplayRequest(0.0, tuple(range(100, 400)), max_tokens=64, reply_tokens=9),
+                    ReplayRequest(0.0, tuple(range(500, 800)), max_tokens=12, reply_tokens=40),
+                    ReplayRequest(0.1, tuple(range(900, 1200)), max_tokens=20)]  # ignore_eos: exactly max_tokens
+    pipelined = dict(async_scheduling=True)
     jobs = {
         "default": (requests, V1ReplayConfig()),
         "again": (requests, V1ReplayConfig()),
@@ -31,10 +35,12 @@ def runs():
                                                               **SCARCE)),
         "small chunks": (long_prompt, V1ReplayConfig(max_num_batched_tokens=256)),
         "v0's batch": (long_prompt, V1ReplayConfig(max_num_batched_tokens=16384)),
-        "eos": ([ReplayRequest(0.0, tuple(range(100, 400)), max_tokens=64, reply_tokens=9),
-                 ReplayRequest(0.0, tuple(range(500, 800)), max_tokens=12, reply_tokens=40),
-                 ReplayRequest(0.1, tuple(range(900, 1200)), max_tokens=20)],  # ignore_eos: exactly max_tokens
-                V1ReplayConfig()),
+        "eos": (eos_requests, V1ReplayConfig()),
+        "eos, async": (eos_requests, V1ReplayConfig(**pipelined)),
+        "alone": (long_prompt, V1ReplayConfig()),
+        "alone, async": (long_prompt, V1ReplayConfig(**pipelined)),
+        "scarce, offloading, async": (requests, V1ReplayConfig(enable_prefix_caching=False, kv_offloading_size=2,
+                                                               **SCARCE, **pipelined)),
     }
     results = replay_many(list(jobs.values()))
     return {name: (job[0], result) for (name, job), result in zip(jobs.items(), results)}
@@ -129,3 +135,28 @@ def test_replies_end_at_eos_or_at_their_cap(runs):
     requests, result = runs["eos"]
     assert [(t.output_tokens, t.finish_reason) for t in result.requests] == [(9, "stop"), (12, "length"), (20, "length")]
     assert [r.ended_at_eos for r in to_run_result(result, requests).records] == [True, False, False]
+
+
+def test_async_scheduling_times_a_lone_request_as_the_synchronous_loop(runs):
+    # Alone, the GPU runs its steps back to back either way; only what the scheduler knows differs.
+    (sync,), (pipelined,) = runs["alone"][1].requests, runs["alone, async"][1].requests
+    assert pipelined.token_times_s == sync.token_times_s and len(sync.token_times_s) == 8
+
+
+def test_async_scheduling_plans_a_step_past_an_eos_it_has_not_seen(runs):
+    # The next step is planned while the GPU samples the last, so the reply that ends at EOS
+    # has one more token computed that nobody sees; the replies that end at their cap do not.
+    sync, pipelined = runs["eos"][1], runs["eos, async"][1]
+    assert ([(t.output_tokens, t.finish_reason) for t in pipelined.requests]
+            == [(t.output_tokens, t.finish_reason) for t in sync.requests])
+    assert pipelined.tokens_computed == sync.tokens_computed + 1
+
+
+def test_async_scheduling_with_offloading_preempts_and_loads_back(runs):
+    result = runs["scarce, offloading, async"][1]
+    assert result.preemptions > 0 and result.blocks_swapped_out > 0 and result.blocks_swapped_in > 0
+
+
+def test_async_scheduling_is_not_for_the_measured_host_time():
+    with pytest.raises(ValueError, match="async scheduling hides"):
+        V1ReplayConfig(async_scheduling=True, host_time="measured")

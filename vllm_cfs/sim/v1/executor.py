@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional, Union
 from vllm.logger import init_logger
 from vllm.v1.executor.abstract import Executor
 
+from vllm_cfs.sim.clock import CLOCK_ENV, PipelinedClock
 from vllm_cfs.sim.profile import PROFILE_ENV, load_profile
 from vllm_cfs.sim.v1.worker import SimulatedWorker
 from vllm_cfs.sim.worker_rpc import call_worker, log_start
@@ -22,12 +23,12 @@ class SimulatedExecutor(Executor):
     for all GPUs of the group, so every call returns a one-element list, and ``non_block`` calls
     return futures that are already done.
 
-    Asynchronous scheduling is not supported (``supports_async_scheduling`` is False): with it
-    the scheduler plans step n+1 while the GPU runs step n, so the host's scheduling time hides
-    behind the GPU's. The clocks model a step as the GPU's time plus the host's time between
-    steps (sim.clock.HostGap), not that overlap, and a step here is done by the time
-    ``execute_model`` returns; supporting it exactly would take a model of the overlap, which
-    the profiles do not measure. vLLM's engine then runs its synchronous step loop.
+    Asynchronous scheduling (vLLM's default on a GPU: the host schedules step n+1 while the GPU
+    runs step n, so a request's next step is planned before its last token is known) is supported
+    in virtual time, where the replay gives the worker a ``PipelinedClock``: a step's future holds
+    its output at once and moves the host's clock to the step's end when the engine waits on it.
+    On the wall clock a step is done when ``execute_model`` returns, which would hand its tokens
+    over a step late, so a live server runs vLLM's synchronous loop.
     """
 
     uses_ray = False
@@ -36,6 +37,7 @@ class SimulatedExecutor(Executor):
     def _init_executor(self) -> None:
         gpu = load_profile(os.environ[PROFILE_ENV])
         self.worker = SimulatedWorker(self.vllm_config, gpu)
+        self._step_future: Optional[Future] = None  # the step last submitted without blocking
         log_start(logger, gpu, self.parallel_config, self.worker.clock.name)
 
     def collective_rpc(
@@ -55,11 +57,19 @@ class SimulatedExecutor(Executor):
         def step():
             return self.worker.execute_model(scheduler_output)
 
-        return _done(step) if non_block else step()
+        if not non_block:
+            return step()
+        clock = self.worker.clock
+        if not isinstance(clock, PipelinedClock):
+            return _done(step)
+        self._step_future = _done(step, _StepFuture(clock))
+        self._step_future.end_s = clock.gpu_now()
+        return self._step_future
 
     def sample_tokens(self, grammar_output, non_block: bool = False):
-        # execute_model already returned the step's tokens, so the engine never asks for them.
-        raise NotImplementedError("the simulated GPU samples in execute_model")
+        """The step's output: execute_model samples its tokens, so the synchronous loop never asks
+        and the asynchronous one gets the step it just submitted."""
+        return self._step_future if non_block else self._step_future.result()
 
     def take_draft_token_ids(self):
         return None
@@ -69,12 +79,26 @@ class SimulatedExecutor(Executor):
 
     @classmethod
     def supports_async_scheduling(cls) -> bool:
-        return False
+        """In virtual time only (see the class docstring); vLLM asks before the worker exists."""
+        return os.environ.get(CLOCK_ENV) == "virtual"
 
 
-def _done(call: Callable[[], Any]) -> Future:
+class _StepFuture(Future):
+    """A step's result, ready at once; waiting on it is the host waiting for the GPU to end it."""
+
+    def __init__(self, clock: PipelinedClock):
+        super().__init__()
+        self.clock = clock
+        self.end_s = clock.gpu_now()  # set to the step's end once it is submitted
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        self.clock.advance_to(self.end_s)
+        return super().result(timeout)
+
+
+def _done(call: Callable[[], Any], future: Optional[Future] = None) -> Future:
     """A future that already holds the call's result or exception, as a worker's reply would."""
-    future: Future = Future()
+    future = Future() if future is None else future
     try:
         future.set_result(call())
     except Exception as exc:  # noqa: BLE001 - handed over through the future

@@ -110,9 +110,9 @@ class SimulatedGPUPlatform(Platform):
         # TP stays in the config (shards, KV heads per GPU, all-reduces) but runs in this process.
         parallel.distributed_executor_backend = SimulatedExecutor
         scheduler = vllm_config.scheduler_config
-        if scheduler.async_scheduling:
+        if scheduler.async_scheduling and not SimulatedExecutor.supports_async_scheduling():
             # vLLM turned it on for the executor it had in mind, before this hook runs.
-            logger.info("Asynchronous scheduling is off on the simulated GPU (see SimulatedExecutor)")
+            logger.info("Asynchronous scheduling is off on the simulated GPU's wall clock (see SimulatedExecutor)")
             scheduler.async_scheduling = False
         logger.info(
             "The GPU is SIMULATED (vllm-cfs): profile %s, tensor parallel %d; times and memory are modeled",

@@ -77,10 +77,15 @@ class V1ReplayConfig:
     kv_offloading_size: Optional[float] = None
     model_dir: Optional[Path] = None  # default: the cached CodeLlama-34B folder
     host_time: str = "modeled"  # as sim.replay.ReplayConfig.host_time
+    # vLLM's async scheduling, its default on a GPU (step n+1 planned while step n runs:
+    # sim.clock.PipelinedClock); off, the synchronous loop the policy lab's figures come from.
+    async_scheduling: bool = False
 
     def __post_init__(self) -> None:
         if self.host_time not in HOST_TIMES:
             raise ValueError(f"host_time={self.host_time!r}: use one of {', '.join(HOST_TIMES)}")
+        if self.async_scheduling and self.host_time == "measured":
+            raise ValueError("host_time='measured' charges host time between steps, which async scheduling hides")
 
 
 def replay(requests: Sequence[ReplayRequest], config: V1ReplayConfig = V1ReplayConfig()) -> ReplayResult:
@@ -145,7 +150,8 @@ def _engine(config: V1ReplayConfig):
         served_model_name=SERVED_MODEL_NAME,
         tensor_parallel_size=config.tensor_parallel_size,
         gpu_memory_utilization=config.gpu_memory_utilization,
-        scheduler_cls=config.scheduler_cls,
+        # vLLM's own is its pick: Scheduler, or AsyncScheduler with async scheduling on.
+        scheduler_cls=None if config.scheduler_cls == DEFAULT_SCHEDULER else config.scheduler_cls,
         scheduling_policy=config.scheduling_policy,
         enable_prefix_caching=config.enable_prefix_caching,
         max_num_batched_tokens=config.max_num_batched_tokens,
@@ -156,7 +162,7 @@ def _engine(config: V1ReplayConfig):
         kv_offloading_size=config.kv_offloading_size,
         seed=config.seed,
         distributed_executor_backend=SimulatedExecutor,
-        async_scheduling=False,
+        async_scheduling=config.async_scheduling,
         disable_log_stats=True,
     )
     with _environment({CFS_INTERVAL_ENV: config.cfs_interval, MIN_GRANULARITY_ENV: config.cfs_min_granularity}):
@@ -182,8 +188,11 @@ def _drive(engine, requests, config: V1ReplayConfig, SamplingParams, TokensPromp
     block_pool = scheduler.kv_cache_manager.block_pool
     block_size = core.vllm_config.cache_config.block_size
     worker = engine.model_executor.worker
-    clock = VirtualClock(host=HostGap(worker.gpu.step_overhead_s) if config.host_time == "measured" else None)
-    worker.clock = clock
+    if config.async_scheduling:
+        clock = worker.clock  # the worker's PipelinedClock
+    else:
+        clock = VirtualClock(host=HostGap(worker.gpu.step_overhead_s) if config.host_time == "measured" else None)
+        worker.clock = clock
 
     pending = collections.deque(sorted(range(len(requests)), key=lambda i: (requests[i].arrival_s, i)))
     token_times: dict[int, list[float]] = {i: [] for i in range(len(requests))}
@@ -209,8 +218,10 @@ def _drive(engine, requests, config: V1ReplayConfig, SamplingParams, TokensPromp
             preemptions_seen[str(i)] = 0
         before = clock.now()
         outputs = engine.step()
-        steps += 1
         now = clock.now()
+        if now == before and clock.gpu_now() > now:
+            continue  # a step was handed to the GPU; the next one is planned while it runs
+        steps += 1
         # vLLM counts preemptions on the request (Request.num_preemptions), whatever the scheduler class.
         preempted = 0
         for key, request in live.items():

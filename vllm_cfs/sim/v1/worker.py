@@ -67,7 +67,8 @@ class SimulatedWorker:
         self.model = ModelSpec.served(model_config)
         self.cost_model = CostModel(gpu, self.model, vllm_config.parallel_config.tensor_parallel_size,
                                     vllm_config.cache_config.block_size)
-        self.clock: RealClock | VirtualClock = clock_from_env(gpu.step_overhead_s)
+        self.clock: RealClock | VirtualClock = clock_from_env(gpu.step_overhead_s,
+                                                             vllm_config.scheduler_config.async_scheduling)
         self.sampler = TokenSampler(self.model.vocab_size, eos_token_id(model_config.hf_config))
         self.seed = model_config.seed or 0
         self.plan: Optional[KVCachePlan] = None
@@ -136,7 +137,7 @@ class SimulatedWorker:
         for request_id in out.finished_req_ids:
             self._requests.pop(request_id, None)
         offload_meta = out.kv_connector_metadata if self.offload is not None else None
-        flush_wait = self.offload.begin_step(offload_meta, self.clock.now()) if self.offload is not None else 0.0
+        flush_wait = self.offload.begin_step(offload_meta, self.clock.gpu_now()) if self.offload is not None else 0.0
         if out.total_num_scheduled_tokens == 0:
             # No forward pass; transfers still start, finish and are reported, as vLLM's model
             # runner does for a step without tokens.
@@ -147,7 +148,7 @@ class SimulatedWorker:
             self.last_step = StepRecord(
                 MixedStepCost(overhead=0.0, forward=0.0, allreduce=0.0, kv_transfer=flush_wait), 0, 0, 0, 0,
                 len(out.preempted_req_ids or ()), self.offload.step_blocks_stored, self.offload.step_blocks_loaded)
-            return ModelRunnerOutput.with_kv_conn_output_only(self.offload.end_step(offload_meta, self.clock.now()))
+            return ModelRunnerOutput.with_kv_conn_output_only(self.offload.end_step(offload_meta, self.clock.gpu_now()))
 
         # (tokens computed before this step, output tokens so far) per scheduled request
         progress: dict[str, tuple[int, int]] = {}
@@ -187,7 +188,7 @@ class SimulatedWorker:
         self.clock.run_step(cost.total, step_start)
         connector_output = None
         if self.offload is not None:
-            connector_output = self.offload.end_step(offload_meta, self.clock.now())
+            connector_output = self.offload.end_step(offload_meta, self.clock.gpu_now())
         self.last_step = StepRecord(
             cost, len(prefills), len(decode_contexts), out.total_num_scheduled_tokens, recomputed,
             len(out.preempted_req_ids or ()),
