@@ -167,6 +167,7 @@ def test_help_lists_policies_and_workloads():
     (["--quick", "--workloads", "bursty"], "unknown workload 'bursty'"),
     (["--seeds", "one"], "invalid int value: 'one'"),
     (["--swap", "fast"], "argument --swap: invalid choice: 'fast'"),
+    (["--async-scheduling"], "--async-scheduling is vLLM V1's"),
 ])
 def test_bad_input_is_one_line(args, says):
     done = script(*args, "--no-progress", timeout=60)

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--victim-path", choices=(*VICTIM_PATHS, "all"),
                         help="v1 only: where every policy's victims' KV goes, rows keyed KEY+PATH; all: every path "
                              "side by side (default: each policy's own: V1's prefix cache, ours CPU offloading)")
+    parser.add_argument("--async-scheduling", action="store_true",
+                        help="v1 only: replay with vLLM's async scheduling, as `vllm serve` runs on a GPU (the next "
+                             "step planned while the GPU runs the last; default: the synchronous loop, as the "
+                             "figures in docs/v1.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
@@ -114,6 +118,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--swap: vLLM V1 does not swap (it preempts by recompute); see --victim-path")
     if engine == "v0" and args.victim_path is not None:
         parser.error("--victim-path is vLLM V1's (add --engine v1); V0's victims swap out (see --swap)")
+    if engine == "v0" and args.async_scheduling:
+        parser.error("--async-scheduling is vLLM V1's (add --engine v1); V0 schedules each step after the last")
     started = time.monotonic()
     try:
         check_workloads(workloads)
@@ -125,7 +131,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 policies = with_victim_paths(policies, victim_paths(args.victim_path))
             from vllm_cfs.sim.v1.replay import V1ReplayConfig
 
-            base = V1ReplayConfig(num_gpu_blocks_override=args.gpu_blocks or V1_REFERENCE_GPU_BLOCKS)
+            base = V1ReplayConfig(num_gpu_blocks_override=args.gpu_blocks or V1_REFERENCE_GPU_BLOCKS,
+                                  async_scheduling=args.async_scheduling)
         else:
             policies = with_swap_paths(select(names), args.swap)
             from vllm_cfs.sim.replay import ReplayConfig
