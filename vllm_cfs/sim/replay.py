@@ -159,6 +159,9 @@ class ReplayResult:
     # their request had computed before (recomputed after a preemption).
     tokens_computed: int = 0
     tokens_recomputed: int = 0
+    # Of the preemptions, those a vllm_cfs V1 policy chose itself (its stats line's victims);
+    # None under a scheduler without that count.
+    policy_victims: Optional[int] = None
 
     @property
     def recompute_tax(self) -> float:

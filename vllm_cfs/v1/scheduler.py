@@ -79,6 +79,7 @@ class _PolicyScheduler(AsyncScheduler):
         """Overridden to preempt the policy's victims and order the queues before upstream's step."""
         self._steps += 1
         victims = self._choose_victims()
+        victims += self._victims_for_growth(victims)
         now = time.monotonic()
         for victim in victims:
             self.policy_stats.victim_blocks += self._blocks_held(victim)
@@ -127,7 +128,41 @@ class _PolicyScheduler(AsyncScheduler):
         """Whether this step sorts the waiting queue by ``_waiting_key`` (else upstream's order stands)."""
         return True
 
+    def _victims_for_growth(self, chosen: list[Request]) -> list[Request]:
+        """Running requests to preempt so that the running ones' KV growth finds free blocks this
+        step and the next, taken from the tail of ``self.running`` (upstream's victim end).
+
+        Only where vLLM defers freeing (async scheduling with a KV connector, as with CPU
+        offloading): there a preempted request's blocks come back only after its in-flight step,
+        so when a running request finds no free block, upstream's schedule() preempts the whole
+        tail of the running list in one step. Preempting one step ahead lets the blocks return in
+        time, and preempting a request that needs a block now removes its need.
+        """
+        if not self.defer_block_free:
+            return []
+        running = [r for r in self.running if r not in chosen]
+        free_now = self._num_free_blocks()
+        returning = sum(len(blocks) for _, blocks in self.deferred_frees) + sum(map(self._blocks_held, chosen))
+        needs = {r.request_id: (self._blocks_needed(r, 0), self._blocks_needed(r, 1)) for r in running}
+        need_now = sum(now for now, _ in needs.values())
+        need_two_steps = sum(two for _, two in needs.values())
+        victims: list[Request] = []
+        while running and (free_now < need_now or free_now + returning < need_two_steps):
+            victim = running.pop()
+            victims.append(victim)
+            now, two = needs[victim.request_id]
+            need_now -= now
+            need_two_steps -= two
+            returning += self._blocks_held(victim)
+        return victims
+
     # --- helpers ---
+
+    def _blocks_needed(self, request: Request, extra_steps: int) -> int:
+        """GPU blocks a running request must add for this step's tokens and ``extra_steps`` more decodes."""
+        new = request.num_tokens_with_spec + request.num_output_placeholders - request.num_computed_tokens
+        tokens = request.num_computed_tokens + min(new, self.max_num_scheduled_tokens) + extra_steps
+        return max(0, math.ceil(min(tokens, self.max_model_len) / self.block_size) - self._blocks_held(request))
 
     def _order_waiting(self) -> None:
         if not self._reorders_waiting() or len(self.waiting) < 2:

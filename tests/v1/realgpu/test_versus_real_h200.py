@@ -1,10 +1,10 @@
-"""The V1 simulated GPU against a run measured on a real H200 (docs/real-gpu/, 2026-12-03).
+"""The V1 simulated GPU against runs measured on a real H200 (docs/real-gpu/, 2026-12-03).
 
-Ours, all 50 requests at once on 1028 blocks: every newcomer takes a running stream's room, and
-on the real engine each victim is one that had its second token, since vLLM's async scheduling
-plans a step before the last one's tokens are known. The replay must stall those streams as
-long as the real server did; with the synchronous loop it stalled other ones, for a quarter of
-the P99 ITL (docs/real-gpu.md).
+CFS-10, all 50 requests at once on 1028 blocks: 248 victims, each recomputed. vLLM's async
+scheduling (on in the real server) plans each step before the last one's tokens are known, which
+changes who the victims are and when they come back: replayed with the synchronous loop the output
+rate was 13.9% off the real one, with async scheduling modeled it is within the 10% goal.
+(CFS-10 has no KV connector, so the policy replayed is the one that ran; ours has changed since.)
 """
 
 from pathlib import Path
@@ -17,17 +17,18 @@ REAL = Path(__file__).resolve().parents[3] / "docs" / "real-gpu" / "h200-1028-bl
 
 
 @pytest.fixture(scope="module")
-def ours_all_at_once():
-    [versus] = compare_folder(REAL, 1028, "h200-vllm-v1", 1, only=["ours-all-s3"])
+def cfs10_all_at_once():
+    [versus] = compare_folder(REAL, 1028, "h200-vllm-v1", 1, only=["cfs-10-all-s3"])
     return versus
 
 
-def test_the_replay_stalls_the_victims_as_long_as_the_real_h200_did(ours_all_at_once):
-    v = ours_all_at_once
-    assert v.requests == 50 and v.p99_itl_real_ms > 3000  # the measured stall
-    assert abs(v.p99_itl_sim_ms - v.p99_itl_real_ms) / v.p99_itl_real_ms <= 0.15
-
-
-def test_the_replay_meets_the_ttft_and_throughput_goal_on_that_run(ours_all_at_once):
-    v = ours_all_at_once
+def test_the_replay_meets_the_goal_on_a_real_h200_run(cfs10_all_at_once):
+    v = cfs10_all_at_once
+    assert v.requests == 50
     assert v.median_ttft_error <= 0.10 and v.p99_ttft_error <= 0.10 and v.output_tok_s_error <= 0.10
+
+
+def test_the_replay_stalls_the_victims_as_long_as_the_real_h200_did(cfs10_all_at_once):
+    v = cfs10_all_at_once
+    assert v.p99_itl_real_ms > 5000  # the measured stall
+    assert abs(v.p99_itl_sim_ms - v.p99_itl_real_ms) / v.p99_itl_real_ms <= 0.15

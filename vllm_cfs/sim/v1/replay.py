@@ -275,4 +275,5 @@ def _drive(engine, requests, config: V1ReplayConfig, SamplingParams, TokensPromp
         preemptions=preemptions,
         tokens_computed=worker.tokens_computed,
         tokens_recomputed=worker.tokens_recomputed,
+        policy_victims=scheduler.policy_stats.victims if hasattr(scheduler, "policy_stats") else None,
     )
