@@ -13,7 +13,9 @@ Upstream's ``schedule()`` is kept whole. Before it runs, a policy orders the run
 preempts from its tail when decodes run out of blocks) and the waiting queue (upstream admits from
 its head), and preempts the victims it chose through upstream's own ``_preempt_request``. Those
 victims are added to the step's ``preempted_req_ids``, so the workers drop their state and a KV
-connector flushes their stores exactly as for upstream's own preemptions.
+connector flushes their stores exactly as for upstream's own preemptions. Where vLLM returns a
+preempted request's blocks a step late (async scheduling with a KV connector), the policies also
+take victims a step ahead for the running requests' growth, so that upstream never has to.
 """
 
 from __future__ import annotations
