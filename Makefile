@@ -15,12 +15,22 @@ V1_STAMP := $(VENV_V1)/.pins-$(V1_PIN_HASH)
 
 .PHONY: venv venv-v1 test hw2 bench clean-venv
 
+# Each venv takes about 9 GB (torch with its CUDA libraries). Checked before pip starts, because
+# pip running out of disk midway fails with an OSError and leaves a half-built venv.
+VENV_FREE_GB := 10
+define need_free_disk
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	if [ "$$free" -lt $(VENV_FREE_GB) ]; then \
+		echo "make: building $(1) needs about $(VENV_FREE_GB) GB free on this disk, $$free GB are" >&2; exit 1; fi
+endef
+
 venv: $(STAMP)
 
 venv-v1: $(V1_STAMP)
 
 $(STAMP):
 	rm -rf $(VENV)
+	$(call need_free_disk,$(VENV))
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
@@ -28,6 +38,7 @@ $(STAMP):
 
 $(V1_STAMP):
 	rm -rf $(VENV_V1)
+	$(call need_free_disk,$(VENV_V1))
 	$(PYTHON) -m venv $(VENV_V1)
 	$(VENV_V1)/bin/pip install --quiet --upgrade pip
 	$(VENV_V1)/bin/pip install --quiet -c constraints-v1.txt -r requirements-v1.txt
