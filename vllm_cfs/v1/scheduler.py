@@ -15,7 +15,8 @@ its head), and preempts the victims it chose through upstream's own ``_preempt_r
 victims are added to the step's ``preempted_req_ids``, so the workers drop their state and a KV
 connector flushes their stores exactly as for upstream's own preemptions. Where vLLM returns a
 preempted request's blocks a step late (async scheduling with a KV connector), the policies also
-take victims a step ahead for the running requests' growth, so that upstream never has to.
+take victims a step ahead for the running requests' growth, so that upstream never has to. A victim
+sits out the step that preempted it, as upstream's own do.
 """
 
 from __future__ import annotations
@@ -90,8 +91,31 @@ class _PolicyScheduler(AsyncScheduler):
         self.policy_stats.victims += len(victims)
         self.victim_ids = {victim.request_id for victim in victims}
         self._order_waiting()
-        output = super().schedule(throttle_prefills)
+        output = self._schedule_without(victims, throttle_prefills)
         self._maybe_log_stats()
+        return output
+
+    def _schedule_without(self, victims: list[Request], throttle_prefills: bool) -> SchedulerOutput:
+        """Upstream's step with this step's victims out of the waiting queue, then back where they stood.
+
+        Upstream admits nobody in a step where it preempts; ours admit newcomers, and a victim taken
+        back in its own step would only recompute what it just gave up. Under async scheduling it
+        also breaks vLLM's books: its in-flight token comes back beside the readmission's, and when it
+        is a victim again the next step, AsyncScheduler finds more tokens than output placeholders
+        (the engine died so on a real H200, 2026-12-03).
+        """
+        if not victims:
+            return super().schedule(throttle_prefills)
+        order = list(self.waiting)
+        self.waiting.remove_requests(victims)
+        output = super().schedule(throttle_prefills)
+        left = list(self.waiting)
+        was_waiting = {id(r) for r in order}
+        still_waiting = {id(r) for r in left} | {id(r) for r in victims}
+        preempted_by_upstream = [r for r in left if id(r) not in was_waiting]
+        self.waiting.remove_requests(left)
+        for request in preempted_by_upstream + [r for r in order if id(r) in still_waiting]:
+            self.waiting.add_request(request)
         return output
 
     def _build_kv_connector_meta(self, connector, scheduler_output: SchedulerOutput):

@@ -1,8 +1,10 @@
 """Drive a real vLLM V1 scheduler through a request trace, standing in for the engine and the model.
 
-No executor: after every ``schedule()`` each scheduled request that reached the end of its known
-tokens gets one sampled token, and ``update_from_output`` takes it as the engine core would. A
-prefill chunk that stops short of the end samples nothing. Time is counted in scheduling steps.
+No executor: after every ``schedule()`` each scheduled request that reached the end of the tokens
+the step carried for it gets one sampled token, as a model runner samples, and ``update_from_output``
+takes it as the engine core would. A prefill chunk that stops short of the end samples nothing.
+``pipelined=True`` plays vLLM's async scheduling: step n+1 is scheduled before step n's tokens are
+handed back (the engine core's batch queue of two). Time is counted in scheduling steps.
 The KV cache manager, block pool, prefix cache and request queues are vLLM's own.
 
     scheduler = make_scheduler(FairScheduler, Pools(num_gpu_blocks=42))
@@ -80,9 +82,11 @@ class TraceDriver:
     # Called with what schedule() returned, before any token is sampled.
     on_schedule: Optional[Callable[[SchedulerOutput], None]] = None
     recompute: RecomputeLedger = dataclasses.field(default_factory=RecomputeLedger)
+    pipelined: bool = False
 
     def __post_init__(self) -> None:
         self._pending = sorted(self.trace, key=lambda r: (r.arrival_step, r.request_id))
+        self._in_flight: list[tuple[SchedulerOutput, Dict[str, list[int]]]] = []
         self._block_hasher = None
         if self.scheduler.cache_config.enable_prefix_caching:
             init_none_hash(sha256)
@@ -90,26 +94,33 @@ class TraceDriver:
 
     @property
     def done(self) -> bool:
-        return not self._pending and not self.scheduler.has_requests()
+        return not self._pending and not self.scheduler.has_requests() and not self._in_flight
 
     def run_step(self) -> SchedulerOutput:
-        """Admit this step's arrivals, schedule once, sample, and hand the outputs back."""
+        """Admit this step's arrivals, schedule once, sample, and hand back the outputs of this step
+        (or, pipelined, of the step before)."""
         while self._pending and self._pending[0].arrival_step <= self.step:
             self._arrive(self._pending.pop(0))
+        had_requests = self.scheduler.has_requests()
         output = self.scheduler.schedule()
         if self.on_schedule is not None:
             self.on_schedule(output)
         self._count_computed(output)
-        sampled = {rid: self._sample(rid) for rid in output.num_scheduled_tokens}
+        if had_requests or not self.pipelined:  # the engine core schedules only then
+            self._in_flight.append((output, {rid: self._sample(rid) for rid in output.num_scheduled_tokens}))
+        for rid in output.preempted_req_ids or ():
+            self.outcomes[rid].preemptions += 1
+        if self._in_flight and (not self.pipelined or len(self._in_flight) == 2 or not self.scheduler.has_requests()):
+            self._hand_back(*self._in_flight.pop(0))
+        self.step += 1
+        return output
+
+    def _hand_back(self, output: SchedulerOutput, sampled: Dict[str, list[int]]) -> None:
         req_ids = list(sampled)
         model_output = ModelRunnerOutput(req_ids=req_ids, req_id_to_index={rid: i for i, rid in enumerate(req_ids)},
                                          sampled_token_ids=[sampled[rid] for rid in req_ids])
         self.scheduler.update_from_output(output, model_output)
-        for rid in output.preempted_req_ids or ():
-            self.outcomes[rid].preemptions += 1
         self._note_tokens(sampled)
-        self.step += 1
-        return output
 
     def run(self, max_steps: int = 100_000) -> Dict[str, RequestOutcome]:
         while not self.done:
@@ -147,8 +158,11 @@ class TraceDriver:
             self.recompute.count(rid, self.requests[rid].num_computed_tokens - tokens, tokens)
 
     def _sample(self, request_id: str) -> list[int]:
+        """A model runner samples where the step's tokens reach the end of those it knows for the
+        request: with async scheduling these include an in-flight step's placeholder for a running
+        request, and not for a request the step (re)admits."""
         request = self.requests[request_id]
-        if request.is_prefill_chunk:
+        if request.num_computed_tokens < request.num_tokens:
             return []
         return [1 + (request.num_tokens * 7919) % 31999]
 
