@@ -219,7 +219,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(".gpu-bundle"),
                         help="folder for part-1/, part-2/, ... (default: .gpu-bundle, git-ignored)")
     parser.add_argument("--python", default="3.12", help="the GPU host's Python, major.minor (default: 3.12)")
-    parser.add_argument("--part-mib", type=int, default=60, help="largest part in MiB (default: 60)")
+    parser.add_argument("--part-mib", type=int, default=50,
+                        help="largest part in MiB (default: 50: a part and the working tree fit in one 64 MiB device call)")
     args = parser.parse_args(argv)
     if args.part_mib < 1 or not re.fullmatch(r"3\.\d+", args.python):
         parser.error("--part-mib must be >= 1 and --python like 3.12")

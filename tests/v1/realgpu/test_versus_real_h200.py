@@ -32,3 +32,15 @@ def test_the_replay_stalls_the_victims_as_long_as_the_real_h200_did(cfs10_all_at
     v = cfs10_all_at_once
     assert v.p99_itl_real_ms > 5000  # the measured stall
     assert abs(v.p99_itl_sim_ms - v.p99_itl_real_ms) / v.p99_itl_real_ms <= 0.15
+
+
+RATE6 = REAL.parent / "h200-1028-blocks-rate6"
+
+
+@pytest.mark.parametrize("run", ["fcfs-rate6-s6", "ours-rate6-s6"])
+def test_the_replay_meets_the_goal_at_a_rate_it_was_not_fitted_at(run):
+    # 6 req/s, twice the reference: the profile was fitted at 3 req/s and all at once. Ours here is
+    # the policy that ran (guard and sit-out, 011586d), its victims' KV through CPU offloading.
+    [v] = compare_folder(RATE6, 1028, "h200-vllm-v1", 1, only=[run])
+    assert v.requests == 50
+    assert v.median_ttft_error <= 0.10 and v.p99_ttft_error <= 0.10 and v.output_tok_s_error <= 0.10
