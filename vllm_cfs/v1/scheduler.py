@@ -15,8 +15,9 @@ its head), and preempts the victims it chose through upstream's own ``_preempt_r
 victims are added to the step's ``preempted_req_ids``, so the workers drop their state and a KV
 connector flushes their stores exactly as for upstream's own preemptions. Where vLLM returns a
 preempted request's blocks a step late (async scheduling with a KV connector), the policies also
-take victims a step ahead for the running requests' growth, so that upstream never has to. A victim
-sits out the step that preempted it, as upstream's own do.
+take victims a step ahead for the running requests' growth, so that upstream never has to, and make
+admissions leave room for the next step's growth (vLLM's own watermark, raised). A victim sits out
+the step that preempted it, as upstream's own do.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.request_queue import SchedulingPolicy
 from vllm.v1.request import Request, RequestStatus
 
-from vllm_cfs.policy import (FinishedReplies, ahead_by_a_time_slice, cfs_key, eviction_key, first_token_key,
-                             room_frees_within, stall_cost_key, tokens_left, yields_to_new_arrivals_only)
+from vllm_cfs.policy import (FinishedReplies, Growth, admission_headroom, ahead_by_a_time_slice, cfs_key,
+                             eviction_key, first_token_key, growth_victims, room_frees_within, stall_cost_key,
+                             tokens_left, yields_to_new_arrivals_only)
 from vllm_cfs.settings import CFSConfigError, read_cfs_interval, read_min_granularity, read_patience_tokens
 from vllm_cfs.v1.adapter import request_state
 from vllm_cfs.v1.recompute import RecomputeLedger
@@ -68,6 +70,7 @@ class _PolicyScheduler(AsyncScheduler):
             raise CFSConfigError(f"{type(self).__name__} ranks requests itself (priority first): "
                                  "start vLLM with --scheduling-policy fcfs")
         self.policy_stats = PolicyStats()
+        self._base_watermark_blocks = self.kv_cache_manager.watermark_blocks
         self._recompute = RecomputeLedger()
         self._steps = 0
         self.victim_ids: set[str] = set()  # this step's policy victims
@@ -81,6 +84,7 @@ class _PolicyScheduler(AsyncScheduler):
     def schedule(self, throttle_prefills: bool = False) -> SchedulerOutput:
         """Overridden to preempt the policy's victims and order the queues before upstream's step."""
         self._steps += 1
+        self._reserve_growth_headroom()
         victims = self._choose_victims()
         victims += self._victims_for_growth(victims)
         now = time.monotonic()
@@ -156,33 +160,31 @@ class _PolicyScheduler(AsyncScheduler):
 
     def _victims_for_growth(self, chosen: list[Request]) -> list[Request]:
         """Running requests to preempt so that the running ones' KV growth finds free blocks this
-        step and the next, taken from the tail of ``self.running`` (upstream's victim end).
-
-        Only where vLLM defers freeing (async scheduling with a KV connector, as with CPU
-        offloading): there a preempted request's blocks come back only after its in-flight step,
-        so when a running request finds no free block, upstream's schedule() preempts the whole
-        tail of the running list in one step. Preempting one step ahead lets the blocks return in
-        time, and preempting a request that needs a block now removes its need.
-        """
+        step and the next (policy.growth), where vLLM defers freeing (async scheduling with a KV
+        connector, as with CPU offloading): there upstream's schedule(), finding no free block for a
+        decode, preempts the whole tail of the running list in one step."""
         if not self.defer_block_free:
             return []
         running = [r for r in self.running if r not in chosen]
-        free_now = self._num_free_blocks()
-        returning = sum(len(blocks) for _, blocks in self.deferred_frees) + sum(map(self._blocks_held, chosen))
-        needs = {r.request_id: (self._blocks_needed(r, 0), self._blocks_needed(r, 1)) for r in running}
-        need_now = sum(now for now, _ in needs.values())
-        need_two_steps = sum(two for _, two in needs.values())
-        victims: list[Request] = []
-        while running and (free_now < need_now or free_now + returning < need_two_steps):
-            victim = running.pop()
-            victims.append(victim)
-            now, two = needs[victim.request_id]
-            need_now -= now
-            need_two_steps -= two
-            returning += self._blocks_held(victim)
-        return victims
+        returning = self._blocks_returning() + sum(map(self._blocks_held, chosen))
+        picked = growth_victims([self._growth(r) for r in running], self._num_free_blocks(), returning)
+        return [running[i] for i in picked]
+
+    def _reserve_growth_headroom(self) -> None:
+        """Where vLLM defers freeing, raises the KV manager's watermark (the free blocks upstream's
+        admissions, and ours, must leave) by what the running requests' next decodes need."""
+        if self.defer_block_free:
+            headroom = admission_headroom([self._growth(r) for r in self.running], self._blocks_returning())
+            self.kv_cache_manager.watermark_blocks = self._base_watermark_blocks + headroom
 
     # --- helpers ---
+
+    def _growth(self, request: Request) -> Growth:
+        return Growth(self._blocks_held(request), self._blocks_needed(request, 0), self._blocks_needed(request, 1))
+
+    def _blocks_returning(self) -> int:
+        """Blocks of preempted requests that return to the free pool once their in-flight step is done."""
+        return sum(len(blocks) for _, blocks in self.deferred_frees)
 
     def _blocks_needed(self, request: Request, extra_steps: int) -> int:
         """GPU blocks a running request must add for this step's tokens and ``extra_steps`` more decodes."""
