@@ -70,7 +70,8 @@ def policy_args(policy: str) -> tuple[str, dict[str, str], tuple[str, ...]]:
 
 
 def serve_command(model: Path, policy: str, gpu_blocks: Optional[int], tensor_parallel: int, port: int,
-                  max_model_len: int, load_format: str = "dummy") -> tuple[list[str], dict[str, str]]:
+                  max_model_len: int, load_format: str = "dummy",
+                  log_steps: bool = False) -> tuple[list[str], dict[str, str]]:
     scheduler, env, extra = policy_args(policy)
     command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model),
                "--served-model-name", SERVED_MODEL_NAME, "--load-format", load_format,
@@ -78,6 +79,8 @@ def serve_command(model: Path, policy: str, gpu_blocks: Optional[int], tensor_pa
                "--host", "127.0.0.1", "--port", str(port), "--scheduler-cls", scheduler, *extra]
     if gpu_blocks is not None:
         command += ["--num-gpu-blocks-override", str(gpu_blocks)]
+    if log_steps:
+        command.append("--enable-logging-iteration-details")
     # FlashInfer is not in the bundle; its sampler is the only part a Llama model would load.
     env = {"VLLM_USE_FLASHINFER_SAMPLER": "0", "VLLM_LOG_STATS_INTERVAL": "5", "HF_HUB_OFFLINE": "1",
            "VLLM_NO_USAGE_STATS": "1", **env}
@@ -202,7 +205,7 @@ def summary_row(policy: str, burst: Burst, result: RunResult, before: dict, afte
 
 def run_policy(args, policy: str, bursts: Sequence[Burst]) -> list[dict]:
     command, env = serve_command(args.model, policy, args.gpu_blocks, args.tensor_parallel_size, args.port,
-                                 args.max_model_len, args.load_format)
+                                 args.max_model_len, args.load_format, args.log_steps)
     log = args.out / f"server-{policy}.log"
     server = Server(command, env, log, args.port)
     rows = []
@@ -262,6 +265,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output-len", type=int, default=128)
     parser.add_argument("--gpu", default="real GPU", help="what the results say the server ran on")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--log-steps", action="store_true",
+                        help="vLLM logs every step's prefill and decode tokens and its time "
+                             "(--enable-logging-iteration-details): what the simulator's step cost is checked on")
     args = parser.parse_args(argv)
     args.gpu_blocks = args.gpu_blocks or None
     # `timeout` and the like stop us with SIGTERM: exit through the finally blocks that stop the server.

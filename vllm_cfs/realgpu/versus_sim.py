@@ -56,6 +56,8 @@ class Versus:
     p99_tpot_sim_ms: float
     p99_itl_real_ms: float
     p99_itl_sim_ms: float
+    preemptions_real: Optional[int] = None  # from the session's summary.json (vllm:num_preemptions_total)
+    preemptions_sim: Optional[int] = None
 
     @property
     def p99_ttft_error(self) -> float:
@@ -90,12 +92,13 @@ def as_client_sees(simulated: RunResult, ingress_s: float) -> RunResult:
     return RunResult.build(simulated.setup, simulated.start_time, simulated.duration_s + ingress_s, records)
 
 
-def versus(name: str, real: RunResult, simulated: RunResult) -> Versus:
+def versus(name: str, real: RunResult, simulated: RunResult, preemptions_real: Optional[int] = None) -> Versus:
     sim_ttft = {r.index: r.ttft_s for r in simulated.records}
     errors = [abs(sim_ttft[r.index] - r.ttft_s) / r.ttft_s for r in real.records if r.success]
     a, b = real.summary, simulated.summary
     return Versus(name, len(errors), statistics.median(errors), a.p99_ttft_ms, b.p99_ttft_ms, a.output_throughput,
-                  b.output_throughput, a.p99_tpot_ms, b.p99_tpot_ms, a.p99_itl_ms, b.p99_itl_ms)
+                  b.output_throughput, a.p99_tpot_ms, b.p99_tpot_ms, a.p99_itl_ms, b.p99_itl_ms,
+                  preemptions_real, simulated.setup.get("preemptions"))
 
 
 def compare_folder(folder: Path, gpu_blocks: int, profile: str, tensor_parallel: int,
@@ -103,6 +106,7 @@ def compare_folder(folder: Path, gpu_blocks: int, profile: str, tensor_parallel:
                    max_model_len: int = 4096, async_scheduling: bool = True) -> list[Versus]:
     rows = json.loads((folder / "summary.json").read_text())
     runs = [(f"{r['policy']}-{r['burst']}", r["policy"]) for r in rows]
+    preemptions = {f"{r['policy']}-{r['burst']}": r.get("preemptions") for r in rows}
     if only:
         runs = [(name, policy) for name, policy in runs if name in only]
     reals = {name: RunResult.load(folder / f"{name}.json") for name, _ in runs}
@@ -115,19 +119,26 @@ def compare_folder(folder: Path, gpu_blocks: int, profile: str, tensor_parallel:
                                 **policy_settings(policy))
         jobs.append((requests, config))
     results = replay_many(jobs)
-    return [versus(name, reals[name], as_client_sees(to_run_result(result, requests), ingress_s))
+    return [versus(name, reals[name], as_client_sees(to_run_result(result, requests), ingress_s),
+                   None if preemptions[name] is None else round(preemptions[name]))
             for (name, _), (requests, _), result in zip(runs, jobs, results)]
 
 
 def format_table(rows: Sequence[Versus]) -> str:
     lines = ["| run | TTFT error per request (median) | P99 TTFT real / sim (ms) | error | output tok/s real / sim "
-             "| error | P99 TPOT real / sim (ms) | P99 ITL real / sim (ms) |", "|---|---|---|---|---|---|---|---|"]
+             "| error | P99 TPOT real / sim (ms) | P99 ITL real / sim (ms) | preemptions real / sim |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for v in rows:
         lines.append(f"| {v.run} | {100 * v.median_ttft_error:.1f}% | {v.p99_ttft_real_ms:.0f} / {v.p99_ttft_sim_ms:.0f} "
                      f"| {100 * v.p99_ttft_error:.1f}% | {v.output_tok_s_real:.1f} / {v.output_tok_s_sim:.1f} | "
                      f"{100 * v.output_tok_s_error:.1f}% | {v.p99_tpot_real_ms:.1f} / {v.p99_tpot_sim_ms:.1f} | "
-                     f"{v.p99_itl_real_ms:.1f} / {v.p99_itl_sim_ms:.1f} |")
+                     f"{v.p99_itl_real_ms:.1f} / {v.p99_itl_sim_ms:.1f} | {_count(v.preemptions_real)} / "
+                     f"{_count(v.preemptions_sim)} |")
     return "\n".join(lines)
+
+
+def _count(n: Optional[int]) -> str:
+    return "?" if n is None else str(n)
 
 
 def format_prediction(rows: Sequence[Versus]) -> str:

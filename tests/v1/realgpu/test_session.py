@@ -44,7 +44,7 @@ def sim_session(tmp_path_factory, monkeypatch_module):
     code = session.main(["--model", str(codellama_34b_dir()), "--out", str(out), "--policies", "ours",
                          "--gpu-blocks", "64", "--max-model-len", "512", "--seeds", "--all-at-once-seed", "0",
                          "--num-prompts", "6", "--input-len", "200", "--output-len", "128",
-                         "--gpu", "simulated h200", "--port", "8731"])
+                         "--gpu", "simulated h200", "--port", "8731", "--log-steps"])
     assert code == 0, (out / "server-ours.log").read_text()[-3000:]
     return out
 
@@ -53,6 +53,13 @@ def sim_session(tmp_path_factory, monkeypatch_module):
 def monkeypatch_module():
     with pytest.MonkeyPatch.context() as patch:
         yield patch
+
+
+def test_log_steps_has_vllm_log_every_steps_tokens_and_time(sim_session):
+    steps = [line for line in (sim_session / "server-ours.log").read_text().splitlines() if "Iteration(" in line]
+    # 6 prompts of 200 tokens, 128 tokens each: at least one step per output token of the longest.
+    assert len(steps) >= 128 and all("context tokens" in line and "elapsed time" in line for line in steps)
+    assert any(" 200 context tokens" in line or " 400 context tokens" in line for line in steps)
 
 
 def test_a_session_writes_each_runs_results_and_its_own_counts(sim_session):
